@@ -26,9 +26,13 @@ RULES: dict[str, tuple[str, ...]] = {
                  "pykv.api"),
     "pykv.mvcc": ("asyncio", "grpc", "pykv.raft", "pykv.wal", "pykv.server", "pykv.embedded",
                   "pykv.api"),
+    "pykv.engine": ("asyncio", "grpc", "pykv.server", "pykv.embedded"),
     "pykv.server": ("pykv.embedded",),
-    "pykv.embedded": ("grpc", "pykv.server", "pykv.api"),
+    "pykv.embedded": ("grpc", "pykv.server"),
 }
+
+# Packages that may use protobuf messages but must not pay for gRPC.
+NO_GRPC_STUBS = ("pykv.engine", "pykv.embedded", "pykv.mvcc", "pykv.wal", "pykv.raft")
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -75,6 +79,18 @@ def _violations() -> list[str]:
 
 def test_packages_import_only_what_the_design_allows():
     assert _violations() == []
+
+
+def test_engine_and_embedded_never_import_grpc_stubs():
+    offenders = []
+    for path in sorted(PKG.rglob("*.py")):
+        module = _module_name(path)
+        if not any(module == p or module.startswith(p + ".") for p in NO_GRPC_STUBS):
+            continue
+        for lineno, name in _imports(path):
+            if name.endswith("_pb2_grpc"):
+                offenders.append(f"{path.relative_to(ROOT)}:{lineno}: {name}")
+    assert offenders == []
 
 
 def test_only_binding_imports_the_native_module():
