@@ -60,6 +60,8 @@ def _imports(path: pathlib.Path) -> list[tuple[int, str]]:
             else:
                 name = node.module or ""
             found.append((node.lineno, name))
+            # "from pkg import mod" imports pkg.mod too (when mod is a module).
+            found.extend((node.lineno, f"{name}.{alias.name}") for alias in node.names)
     return found
 
 
