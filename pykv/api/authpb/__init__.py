@@ -1,0 +1,1 @@
+"""Generated from proto/authpb. Do not edit."""

@@ -1,0 +1,1 @@
+"""Generated from proto/etcdserverpb. Do not edit."""

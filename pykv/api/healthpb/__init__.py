@@ -1,0 +1,1 @@
+"""Generated from proto/healthpb. Do not edit."""

@@ -1,0 +1,1 @@
+"""Generated from proto/mvccpb. Do not edit."""

@@ -1,0 +1,1 @@
+"""Generated from proto/v3lockpb. Do not edit."""
