@@ -14,7 +14,9 @@ import sys
 import pykv
 
 # name -> (module, one-line help). Keep sorted by name.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("pykv.bench.cli", "load an etcd v3 endpoint (pykv or etcd) and report latency and throughput"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
