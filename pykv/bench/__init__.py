@@ -1,0 +1,1 @@
+"""``pykv bench``: a load generator for any etcd v3 endpoint (see pykv.bench.cli)."""
