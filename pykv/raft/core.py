@@ -235,12 +235,14 @@ class Raft:
         pr = self.progress[self.id]
         pr.become_replicate()
         pr.recent_active = True
-        # Refuse conf changes until everything up to here is applied: there
-        # may be an unapplied one in the log (Ongaro's single-server fix).
-        self.pending_conf_index = self.log.last_index()
         # An empty entry of this term, so that earlier entries commit with it
         # (paper 5.4.2) and ReadIndex can serve (thesis 6.4).
         self.log.append([_new_tuple(Entry, (self.term, self.log.last_index() + 1, NORMAL, b""))])
+        # Refuse conf changes until that entry is applied: the log may hold
+        # an unapplied change, and a leader must commit an entry of its own
+        # term before changing membership (the fix of Ongaro's 2015
+        # single-server bug).
+        self.pending_conf_index = self.log.last_index()
 
     # -- ticks ----------------------------------------------------------------
 

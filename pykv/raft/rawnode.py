@@ -60,8 +60,8 @@ Changes are single-server (thesis 4.1): ADD_NODE, ADD_LEARNER_NODE (also
 demotes a voter), REMOVE_NODE and UPDATE_NODE (no Raft effect), each taking
 effect when *applied*, and a leader accepts a new one only once the previous
 one is applied (``ProposalDropped(CONF_CHANGE_PENDING)`` otherwise). A new
-leader accepts none until it has applied everything up to its election,
-which includes its empty entry of the new term: this is the published fix of
+leader accepts none until it has committed and applied the empty entry it
+appends on election, an entry of its own term: this is the published fix of
 Ongaro's 2015 single-server bug. Joint consensus is not implemented: etcd's
 member API changes one member per request, etcd and hashicorp/raft use
 single-server changes by default, and one-at-a-time changes with that fix
