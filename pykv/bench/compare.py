@@ -19,6 +19,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 
 from .config import BenchConfig
@@ -77,6 +78,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 _DEFAULT_TOTAL = 2000
+
+
+@dataclass
+class DiskFloor:
+    """fdatasync latency of the directory the started servers write to (same run)."""
+
+    directory: str
+    p50_ms: float
+    p99_ms: float
 
 
 @dataclass
@@ -158,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
                 sides.append(Side(label or spec, spec, None))
         if sides[0].name == sides[1].name:
             sides[1].name += " (b)"
+        disk = _disk_floor(started[0].data_dir.parent if started else None)
         comparisons = []
         for name in names:
             preset = PRESETS[name]
@@ -183,12 +194,13 @@ def run(args: argparse.Namespace) -> int:
     a, b = sides[0].name, sides[1].name
     if args.json:
         print(json.dumps({"a": dataclasses.asdict(sides[0]), "b": dataclasses.asdict(sides[1]),
+                          "disk_floor": dataclasses.asdict(disk),
                           "workloads": {c.preset.name: {"runs": c.runs, "ratio_rps": _ratio(c, a, b)}
                                         for c in comparisons}}, indent=1))
     else:
         print(render_table(comparisons, a, b))
     if args.out is not None:
-        path = write_report(args.out, comparisons, sides, args)
+        path = write_report(args.out, comparisons, sides, args, disk)
         if not args.json:
             print(f"report: {path}")
     return 0
@@ -210,10 +222,20 @@ def render_table(comparisons: list[WorkloadComparison], a: str, b: str) -> str:
     return "\n".join(lines)
 
 
-def _environment(sides: list[Side]) -> list[str]:
+def _disk_floor(directory: pathlib.Path | None) -> DiskFloor:
+    from .disk import fdatasync_latency
+
+    stats = fdatasync_latency(directory)
+    return DiskFloor(str(directory or tempfile.gettempdir()), stats.percentiles_s[2] * 1e3,
+                     stats.percentiles_s[6] * 1e3)
+
+
+def _environment(sides: list[Side], disk: DiskFloor) -> list[str]:
     lines = [f"- Date: {datetime.datetime.now().isoformat(timespec='seconds')}",
              f"- Host: {platform.node() or '?'}, {os.cpu_count()} cores, {platform.platform()}, "
-             f"Python {platform.python_version()}"]
+             f"Python {platform.python_version()}",
+             f"- Disk floor (same run): 256 B append + fdatasync in `{disk.directory}`: "
+             f"p50 {disk.p50_ms:.2f} ms, p99 {disk.p99_ms:.2f} ms; a 1-client put cannot beat it"]
     for side in sides:
         detail = f"`{side.endpoint}`" + (f", {side.version}" if side.version else "")
         detail += ", started here" if side.pid else ""
@@ -222,7 +244,7 @@ def _environment(sides: list[Side]) -> list[str]:
 
 
 def write_report(out: pathlib.Path, comparisons: list[WorkloadComparison], sides: list[Side],
-                 args: argparse.Namespace) -> pathlib.Path:
+                 args: argparse.Namespace, disk: DiskFloor) -> pathlib.Path:
     """Write ``report.md`` plus ``throughput.png``, ``latency.png`` and ``timeline.png``."""
     from . import plots
 
@@ -231,7 +253,7 @@ def write_report(out: pathlib.Path, comparisons: list[WorkloadComparison], sides
     plots.throughput_bars(out / "throughput.png", comparisons, a, b)
     plots.latency_cdfs(out / "latency.png", comparisons, a, b)
     plots.timelines(out / "timeline.png", comparisons, a, b)
-    lines = [f"# {a} vs {b}", "", *_environment(sides),
+    lines = [f"# {a} vs {b}", "", *_environment(sides, disk),
              f"- Settings: {args.rounds} rounds per side (alternating order), "
              f"{'%d requests' % args.total if args.total else '%g s' % args.duration} per run, "
              f"{args.key_size} B keys, {args.val_size} B values, key space {args.key_space}", "",

@@ -34,9 +34,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class ServerTLS:
+    """TLS for the client port, with etcd's flags (--cert-file, --key-file, ...)."""
+
+    cert_file: str
+    key_file: str
+    trusted_ca_file: str = ""
+    client_cert_auth: bool = False  # require a client certificate signed by trusted_ca_file
+
+    def etcd_flags(self) -> list[str]:
+        flags = ["--cert-file", self.cert_file, "--key-file", self.key_file]
+        if self.trusted_ca_file:
+            flags += ["--trusted-ca-file", self.trusted_ca_file]
+        if self.client_cert_auth:
+            flags.append("--client-cert-auth")
+        return flags
+
+
 @dataclass
 class ServerProcess:
-    """A running server. ``endpoint`` is host:port for gRPC clients."""
+    """A running server. ``endpoint`` is host:port for gRPC clients (https://host:port with TLS)."""
 
     kind: str
     proc: subprocess.Popen
@@ -74,8 +92,9 @@ class ServerProcess:
         self.stop()
 
 
-def _cluster_flags(name: str, data_dir: pathlib.Path, client_port: int, peer_port: int) -> list[str]:
-    client_url = f"http://127.0.0.1:{client_port}"
+def _cluster_flags(name: str, data_dir: pathlib.Path, client_port: int, peer_port: int,
+                   tls: ServerTLS | None = None) -> list[str]:
+    client_url = f"{'https' if tls else 'http'}://127.0.0.1:{client_port}"
     peer_url = f"http://127.0.0.1:{peer_port}"
     # etcd's flag names; pykv serve keeps them for compatibility.
     return [
@@ -86,26 +105,32 @@ def _cluster_flags(name: str, data_dir: pathlib.Path, client_port: int, peer_por
         "--listen-peer-urls", peer_url,
         "--initial-advertise-peer-urls", peer_url,
         "--initial-cluster", f"{name}={peer_url}",
+        *(tls.etcd_flags() if tls else []),
     ]
 
 
 def etcd_command(data_dir: pathlib.Path, client_port: int, peer_port: int,
-                 binary: str = "etcd") -> list[str]:
+                 binary: str = "etcd", tls: ServerTLS | None = None) -> list[str]:
     path = shutil.which(binary)
     if path is None:
         raise ServerStartError(f"{binary!r} is not on PATH (Debian: apt-get install etcd-server)")
-    return [path, *_cluster_flags("bench", data_dir, client_port, peer_port), "--log-level", "warn"]
+    return [path, *_cluster_flags("bench", data_dir, client_port, peer_port, tls),
+            "--log-level", "warn"]
 
 
-def pykv_command(data_dir: pathlib.Path, client_port: int, peer_port: int) -> list[str]:
+def pykv_command(data_dir: pathlib.Path, client_port: int, peer_port: int,
+                 tls: ServerTLS | None = None) -> list[str]:
     return [sys.executable, "-m", "pykv", "serve",
-            *_cluster_flags("bench", data_dir, client_port, peer_port)]
+            *_cluster_flags("bench", data_dir, client_port, peer_port, tls)]
 
 
-def start(kind: str, data_dir: pathlib.Path | None = None, *, binary: str = "etcd") -> ServerProcess:
+def start(kind: str, data_dir: pathlib.Path | None = None, *, binary: str = "etcd",
+          tls: ServerTLS | None = None, client_tls: TLSConfig | None = None) -> ServerProcess:
     """Start ``kind`` ("etcd" or "pykv") with a fresh data directory; wait until it serves.
 
-    The caller must ``stop()`` it (or use it as a context manager). Raises
+    With ``tls`` the client port speaks TLS, and ``client_tls`` is what the
+    readiness probe (and so the caller's clients) must present. The caller must
+    ``stop()`` the server (or use it as a context manager). Raises
     ServerStartError with the server's log when it does not come up.
     """
     owned = None
@@ -116,9 +141,9 @@ def start(kind: str, data_dir: pathlib.Path | None = None, *, binary: str = "etc
     while peer_port == client_port:
         peer_port = free_port()
     if kind == "etcd":
-        command = etcd_command(data_dir, client_port, peer_port, binary)
+        command = etcd_command(data_dir, client_port, peer_port, binary, tls)
     elif kind == "pykv":
-        command = pykv_command(data_dir, client_port, peer_port)
+        command = pykv_command(data_dir, client_port, peer_port, tls)
     else:
         raise ValueError(f"unknown server kind {kind!r}: expected 'etcd' or 'pykv'")
     log_path = (owned or data_dir.parent) / f"{kind}.log"
@@ -126,16 +151,18 @@ def start(kind: str, data_dir: pathlib.Path | None = None, *, binary: str = "etc
     with open(log_path, "wb") as log:
         root = str(pathlib.Path(pykv.__file__).resolve().parents[1])
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    server = ServerProcess(kind, proc, f"127.0.0.1:{client_port}", data_dir, log_path, owned)
+    endpoint = f"{'https://' if tls else ''}127.0.0.1:{client_port}"
+    server = ServerProcess(kind, proc, endpoint, data_dir, log_path, owned)
     try:
-        wait_until_serving(server)
+        wait_until_serving(server, client_tls or TLSConfig())
     except BaseException:
         server.stop()
         raise
     return server
 
 
-def wait_until_serving(server: ServerProcess, timeout_s: float = _READY_TIMEOUT_S) -> None:
+def wait_until_serving(server: ServerProcess, client_tls: TLSConfig,
+                       timeout_s: float = _READY_TIMEOUT_S) -> None:
     """Block until a Range call on ``server`` succeeds (it has a leader and serves)."""
     import grpc
 
@@ -143,7 +170,7 @@ def wait_until_serving(server: ServerProcess, timeout_s: float = _READY_TIMEOUT_
     from .channels import sync_channel
 
     deadline = time.monotonic() + timeout_s
-    channel = sync_channel(server.endpoint, TLSConfig())
+    channel = sync_channel(server.endpoint, client_tls)
     try:
         probe = channel.unary_unary(rq.KV_RANGE)
         while True:

@@ -51,6 +51,7 @@ def test_compare_against_two_etcds_writes_a_report_with_plots(etcd_endpoint, tmp
     summary = json.loads(proc.stdout)
     assert summary["a"]["name"] == "first" and summary["b"]["name"] == "etcd"
     assert summary["b"]["pid"] and summary["a"]["pid"] is None
+    assert summary["disk_floor"]["p99_ms"] >= summary["disk_floor"]["p50_ms"] > 0
     for name in ("put-16", "watch"):
         runs = summary["workloads"][name]["runs"]
         assert len(runs["first"]) == len(runs["etcd"]) == 2
