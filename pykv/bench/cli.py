@@ -46,11 +46,14 @@ def _common_arguments() -> argparse.ArgumentParser:
     g.add_argument("--prefix", default="", help="prefix of every key written or read")
     g.add_argument("--seed", type=int, default=0, help="seed for keys and values")
     g.add_argument("--dial-timeout", type=float, default=5.0, help="seconds to wait for a connection")
-    t = common.add_argument_group("TLS (as etcdctl)")
+    g.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                   help="workers' event loop (auto: uvloop when installed)")
+    t = common.add_argument_group("TLS and auth (as etcdctl)")
     t.add_argument("--cacert", default="", help="CA bundle to verify the server")
     t.add_argument("--cert", default="", help="client certificate")
     t.add_argument("--key", default="", help="client private key")
     t.add_argument("--tls-server-name", default="", help="name the server certificate must match")
+    t.add_argument("--user", default="", help="NAME:PASSWORD to authenticate as (etcd auth)")
     t.add_argument("--insecure-skip-tls-verify", action="store_true",
                    help="not supported: gRPC Python always verifies; give --cacert instead")
     o = common.add_argument_group("output")
@@ -111,6 +114,7 @@ def config_from_args(args: argparse.Namespace, workload: str | None = None) -> B
         clients=clients, conns=args.conns, procs=procs, total=total, duration_s=duration,
         rate=args.rate, key_size=args.key_size, val_size=args.val_size, key_space=args.key_space,
         seq_keys=args.seq_keys, prefix=args.prefix, seed=args.seed, dial_timeout_s=args.dial_timeout,
+        loop=args.loop, user=args.user,
         tls=TLSConfig(cacert=args.cacert, cert=args.cert, key=args.key, server_name=args.tls_server_name),
     )
     if getattr(args, "consistency", "l") == "s":

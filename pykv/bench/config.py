@@ -49,7 +49,10 @@ class BenchConfig:
     seq_keys: bool = False
     prefix: str = ""
     dial_timeout_s: float = 5.0
+    # Worker event loop: "auto" takes uvloop when installed (~10% less CPU per call).
+    loop: str = "auto"
     tls: TLSConfig = field(default_factory=TLSConfig)
+    user: str = ""  # NAME:PASSWORD for etcd auth; empty means no auth
     # range / mixed
     serializable: bool = False
     range_key: str = ""  # empty: the first key of the key space
@@ -70,6 +73,8 @@ class BenchConfig:
         """Raise ValueError with a message a person can act on."""
         if self.workload not in WORKLOADS:
             raise ValueError(f"unknown workload {self.workload!r}; expected one of {', '.join(WORKLOADS)}")
+        if self.loop not in ("auto", "asyncio", "uvloop"):
+            raise ValueError(f"--loop must be auto, asyncio or uvloop, got {self.loop!r}")
         if not self.endpoints:
             raise ValueError("--endpoints: at least one endpoint is needed")
         for name in ("clients", "conns", "procs", "key_size", "key_space", "txn_ops", "watchers",
@@ -93,6 +98,8 @@ class BenchConfig:
                 raise ValueError(f"cannot read {flag} {path!r}")
         if bool(self.tls.cert) != bool(self.tls.key):
             raise ValueError("--cert and --key go together")
+        if self.user and ":" not in self.user:
+            raise ValueError("--user must be NAME:PASSWORD (the bench cannot prompt for a password)")
         digits = self.key_size - len(self.prefix.encode())
         if digits < 1 or 16 ** min(digits, 15) < self.key_space:
             raise ValueError(f"--key-size {self.key_size} leaves {max(digits, 0)} hex digits after "

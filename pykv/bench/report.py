@@ -32,7 +32,7 @@ def describe(result: RunResult) -> str:
 def cpu_lines(result: RunResult) -> list[str]:
     wall = result.total_s
     gen = result.generator_cpu_s
-    lines = [f"Generator: {result.procs} processes used {gen:.2f} s CPU over {wall:.2f} s = "
+    lines = [f"Generator: {result.procs} processes ({result.loop}) used {gen:.2f} s CPU over {wall:.2f} s = "
              f"{100 * gen / wall:.0f}% of one core (this host has {_cores()} cores, "
              f"shared with the server when it runs here)."]
     if result.server_cpu_s is not None:
@@ -89,7 +89,7 @@ def to_json(result: RunResult) -> dict:
         "main": result.main.to_json() if result.main else None,
         "ops": {label: stats.to_json() for label, stats in result.ops.items()},
         "throughput_per_100ms": result.throughput,
-        "generator": {"processes": result.procs, "cpu_s": result.generator_cpu_s,
+        "generator": {"processes": result.procs, "loop": result.loop, "cpu_s": result.generator_cpu_s,
                       "cpu_percent_of_core": 100 * result.generator_cpu_s / wall},
         "server": None if result.server_cpu_s is None else {
             "pid": result.server_pid, "cpu_s": result.server_cpu_s,

@@ -23,6 +23,7 @@ LEASE_GRANT = "/etcdserverpb.Lease/LeaseGrant"
 LEASE_REVOKE = "/etcdserverpb.Lease/LeaseRevoke"
 LEASE_KEEPALIVE = "/etcdserverpb.Lease/LeaseKeepAlive"
 STATUS = "/etcdserverpb.Maintenance/Status"
+AUTHENTICATE = "/etcdserverpb.Auth/Authenticate"
 
 # The watch workload puts values that start with the send time, so that any
 # process on this host can compute the delivery latency (CLOCK_MONOTONIC is

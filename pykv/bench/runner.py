@@ -57,6 +57,7 @@ class RunResult:
     extra: dict[str, int] = field(default_factory=dict)
     # All operations together, for workloads that mix kinds (mixed).
     overall: LatencyStats | None = None
+    loop: str = "asyncio"  # the workers' event loop
 
     @property
     def main_label(self) -> str:
@@ -293,6 +294,7 @@ def _merge(config: BenchConfig, results: list[dict], t0_ns: int, conns: int,
         server_pid=server_pid,
         server_cpu_s=server_cpu_s,
         extra=extra,
+        loop=results[0]["loop"] if results else "asyncio",
         overall=(LatencyStats.from_latencies([x for v in latencies.values() for x in v], total_s)
                  if config.workload == "mixed" else None),
     )

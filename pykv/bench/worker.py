@@ -97,6 +97,8 @@ class Worker:
         self.value = rq.value_of(self.config)
         self.mix = random.Random(self.config.seed * 7919 + self.index)  # read or write, for mixed
         self.extra: dict[str, int] = {}
+        self.loop_name = "asyncio"
+        self.metadata: tuple[tuple[str, str], ...] | None = None  # the auth token, with --user
 
     # -- bookkeeping -----------------------------------------------------
 
@@ -145,12 +147,24 @@ class Worker:
                 raise WorkerError(f"cannot connect to {endpoint} within "
                                   f"{self.config.dial_timeout_s:g} s (--dial-timeout)") from None
 
+    async def authenticate(self) -> None:
+        """With --user NAME:PASSWORD, get a token once; every call then carries it (etcd's
+        metadata key "token")."""
+        name, _, password = self.config.user.partition(":")
+        request = rpc_pb2.AuthenticateRequest(name=name, password=password).SerializeToString()
+        try:
+            raw = await self.channels[0].unary_unary(rq.AUTHENTICATE)(request, timeout=_CALL_TIMEOUT_S)
+        except grpc.aio.AioRpcError as exc:
+            raise WorkerError(f"--user {name}: authentication failed: {_error_text(exc)}") from None
+        self.metadata = (("token", rpc_pb2.AuthenticateResponse.FromString(raw).token),)
+
     def channel_for(self, client: int) -> grpc.aio.Channel:
         return self.channels[client % len(self.channels)]
 
     async def unary(self, channel: grpc.aio.Channel, method: str, request: bytes) -> bytes:
         try:
-            return await channel.unary_unary(method)(request, timeout=_CALL_TIMEOUT_S)
+            return await channel.unary_unary(method)(request, timeout=_CALL_TIMEOUT_S,
+                                                     metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
             raise WorkerError(f"{method} failed during setup: {_error_text(exc)}") from None
 
@@ -186,7 +200,7 @@ class Worker:
             label, method, request = self.next_request()
             start = time.monotonic_ns()
             try:
-                await calls[method](request, timeout=_CALL_TIMEOUT_S)
+                await calls[method](request, timeout=_CALL_TIMEOUT_S, metadata=self.metadata)
             except grpc.aio.AioRpcError as exc:
                 self.record_error(_error_text(exc))
                 continue
@@ -210,7 +224,8 @@ class Worker:
                 TTL=self.config.lease_ttl_s).SerializeToString())
             lease_id = rpc_pb2.LeaseGrantResponse.FromString(raw).ID
             self.lease_ids.append(lease_id)
-            self.keepalive_calls.append(channel.stream_stream(rq.LEASE_KEEPALIVE)())
+            self.keepalive_calls.append(
+                channel.stream_stream(rq.LEASE_KEEPALIVE)(metadata=self.metadata))
 
     async def keepalive_client(self, client: int) -> None:
         call = self.keepalive_calls[client]
@@ -238,7 +253,8 @@ class Worker:
         for client, lease_id in enumerate(self.lease_ids):
             try:
                 await self.channel_for(client).unary_unary(rq.LEASE_REVOKE)(
-                    rpc_pb2.LeaseRevokeRequest(ID=lease_id).SerializeToString(), timeout=5)
+                    rpc_pb2.LeaseRevokeRequest(ID=lease_id).SerializeToString(), timeout=5,
+                    metadata=self.metadata)
             except grpc.aio.AioRpcError:
                 pass  # the lease expires by itself after its TTL
 
@@ -251,7 +267,7 @@ class Worker:
                       for i in range(self.streams)]
         self.watchers_per_stream = per_stream
         for stream, count in enumerate(per_stream):
-            call = self.channel_for(stream).stream_stream(rq.WATCH)()
+            call = self.channel_for(stream).stream_stream(rq.WATCH)(metadata=self.metadata)
             for watch_id in range(1, count + 1):
                 await call.write(rq.watch_create_request(self.watch_key, watch_id))
             created = 0
@@ -305,7 +321,7 @@ class Worker:
             start = time.monotonic_ns()
             request = rq.put_request(self.watch_key, rq.stamped_value(start, self.config.val_size))
             try:
-                await put(request, timeout=_CALL_TIMEOUT_S)
+                await put(request, timeout=_CALL_TIMEOUT_S, metadata=self.metadata)
             except grpc.aio.AioRpcError as exc:
                 self.record_error(_error_text(exc))
                 continue
@@ -319,6 +335,8 @@ class Worker:
 
     async def setup(self) -> None:
         await self.connect()
+        if self.config.user:
+            await self.authenticate()
         workload = self.config.workload
         if workload == "range":
             await self.setup_range()
@@ -374,6 +392,7 @@ class Worker:
             "cpu_s": cpu_s,
             "wall_s": wall_s,
             "extra": self.extra,
+            "loop": self.loop_name,
         }
         _say("result " + json.dumps(result))
 
@@ -383,10 +402,27 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
+def _run_loop(worker: Worker) -> None:
+    """Run the worker on uvloop when asked or (auto) when installed, else on asyncio's loop."""
+    choice = worker.config.loop
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise WorkerError("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
+        else:
+            worker.loop_name = "uvloop"
+            uvloop.run(worker.main())
+            return
+    worker.loop_name = "asyncio"
+    asyncio.run(worker.main())
+
+
 def main() -> int:
     plan = json.loads(sys.stdin.readline())
     try:
-        asyncio.run(Worker(plan).main())
+        _run_loop(Worker(plan))
     except (WorkerError, ValueError) as exc:
         _say(f"error {exc}")
         return 1

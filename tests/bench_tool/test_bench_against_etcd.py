@@ -148,6 +148,18 @@ def test_duration_mode_runs_until_the_deadline(etcd_endpoint):
     check_consistent(report, "range", report["requests"])
 
 
+def test_workers_report_their_event_loop(etcd_endpoint):
+    try:
+        import uvloop  # noqa: F401
+        auto = "uvloop"
+    except ImportError:
+        auto = "asyncio"
+    for loop, expected in (("asyncio", "asyncio"), ("auto", auto)):
+        config = BenchConfig("range", endpoints=[etcd_endpoint], total=20, loop=loop,
+                             serializable=True, prefix="/t-loop/", key_size=10)
+        assert to_json(run(config))["generator"]["loop"] == expected
+
+
 def _bench_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pykv", "bench", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
@@ -184,6 +196,7 @@ def test_unreachable_endpoint_is_a_clear_error():
     (["put", "--clients", "0"], "--clients must be at least 1"),
     (["put", "--cert", "/nonexistent.pem", "--key", "/nonexistent.key"], "cannot read --cert"),
     (["put", "--insecure-skip-tls-verify"], "not supported"),
+    (["put", "--user", "root"], "--user must be NAME:PASSWORD"),
 ])
 def test_bad_arguments_are_refused_with_a_reason(args, message):
     out = _bench_cli(*args, "--endpoints", "127.0.0.1:1", "--dial-timeout", "0.2")

@@ -1,4 +1,4 @@
-"""pykv bench over TLS (--cacert, --cert, --key) against etcd with client-cert auth."""
+"""pykv bench over TLS (--cacert, --cert, --key) and with etcd auth (--user)."""
 
 from __future__ import annotations
 
@@ -68,3 +68,41 @@ def test_without_the_client_certificate_the_bench_says_it_cannot_connect(tls_etc
     no_cert = TLSConfig(cacert=client.cacert)
     with pytest.raises(BenchError, match="cannot connect to https://127.0.0.1:.*--dial-timeout"):
         run(BenchConfig("put", endpoints=[server.endpoint], total=10, tls=no_cert, dial_timeout_s=1.0))
+
+
+@pytest.fixture(scope="module")
+def auth_etcd():
+    if shutil.which("etcd") is None:
+        pytest.skip("etcd is not on PATH (Debian: apt-get install etcd-server)")
+    import grpc
+
+    from pykv.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+    with start("etcd") as server:
+        with grpc.insecure_channel(server.endpoint) as channel:
+            auth = rpc_pb2_grpc.AuthStub(channel)
+            auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="root", password="secret"), timeout=10)
+            auth.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="root"), timeout=10)
+            auth.UserGrantRole(rpc_pb2.AuthUserGrantRoleRequest(user="root", role="root"), timeout=10)
+            auth.AuthEnable(rpc_pb2.AuthEnableRequest(), timeout=10)
+        yield server
+
+
+def test_user_flag_authenticates_every_call(auth_etcd):
+    # Worker processes each authenticate once and send the token with every call.
+    report = to_json(run(BenchConfig("put", endpoints=[auth_etcd.endpoint], clients=4, procs=2,
+                                     total=60, user="root:secret")))
+    assert report["requests"] == 60 and report["errors"] == {}
+
+
+def test_without_credentials_every_request_is_counted_as_an_error(auth_etcd):
+    report = to_json(run(BenchConfig("put", endpoints=[auth_etcd.endpoint], clients=2, procs=1,
+                                     total=20)))
+    assert report["requests"] == 0 and report["error_count"] == 20
+    assert report["ops"] == {} and report["main"] is None
+    assert report["errors"] == {"INVALID_ARGUMENT: etcdserver: user name is empty": 20}
+
+
+def test_wrong_password_is_a_clear_error(auth_etcd):
+    with pytest.raises(BenchError, match="--user root: authentication failed: INVALID_ARGUMENT"):
+        run(BenchConfig("put", endpoints=[auth_etcd.endpoint], total=5, user="root:wrong"))
