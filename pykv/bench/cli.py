@@ -142,6 +142,9 @@ def run_workload(args: argparse.Namespace) -> int:
     except (ValueError, BenchError) as exc:
         print(f"pykv bench: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\npykv bench: interrupted; workers stopped, no report", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(to_json(result), indent=1))
     else:

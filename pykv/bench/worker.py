@@ -235,9 +235,12 @@ class Worker:
             start = time.monotonic_ns()
             try:
                 await call.write(request)
-                reply = await call.read()
+                reply = await asyncio.wait_for(call.read(), _CALL_TIMEOUT_S)
             except grpc.aio.AioRpcError as exc:
                 self.record_error(_error_text(exc))
+                return
+            except asyncio.TimeoutError:
+                self.record_error(f"no keepalive response within {_CALL_TIMEOUT_S:g} s")
                 return
             if reply is grpc.aio.EOF:
                 self.record_error("keepalive stream closed by the server")
@@ -429,6 +432,8 @@ def main() -> int:
     except grpc.aio.AioRpcError as exc:
         _say(f"error {_error_text(exc)}")
         return 1
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C reaches the whole process group; the runner reports it
     return 0
 
 
