@@ -131,6 +131,7 @@ class Raft:
         # none is accepted while pending_conf_index > applied.
         self.pending_conf_index = 0
         self.uncommitted_size = 0         # leader: data bytes not yet committed
+        self.snapshot_requested = False   # leader: its latest snapshot is too old
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = self.election_timeout
@@ -146,10 +147,13 @@ class Raft:
 
     def _load_state(self, hs: HardState) -> None:
         log = self.log
-        if hs.commit < log.committed or hs.commit > log.last_index():
-            raise ConfigError(f"hard state commit {hs.commit} is out of range "
-                              f"[{log.committed}, {log.last_index()}]")
-        log.committed = hs.commit
+        if hs.commit > log.last_index():
+            raise ConfigError(f"hard state commit {hs.commit} is beyond the last index "
+                              f"{log.last_index()}: was the log truncated or lost?")
+        # A commit below the snapshot is fine: a crash between persisting a
+        # snapshot and the hard state that follows it; a snapshot only ever
+        # holds committed entries.
+        log.committed = max(hs.commit, log.committed)
         self.term = hs.term
         self.vote = hs.vote
 
@@ -642,6 +646,13 @@ class Raft:
             return False
         if snapshot.meta.index == 0:
             raise AssertionError("need a non-empty snapshot to catch up a follower")
+        cs = snapshot.meta.conf_state
+        if to not in cs.voters and to not in cs.learners:
+            # The follower joined after this snapshot and would ignore it:
+            # ask the application for a newer one (at its applied index,
+            # which includes the follower's addition) and retry later.
+            self.snapshot_requested = True
+            return False
         pr.become_snapshot(snapshot.meta.index)
         self.msgs.append(Message(SNAP, to, self.id, self.term, snapshot=snapshot))
         return True

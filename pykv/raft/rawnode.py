@@ -43,6 +43,10 @@ Then, whenever ``has_ready()``:
    ``index``.
 5. ``node.advance(rd)``.
 
+When ``rd.snapshot_requested`` is true, the leader must catch up a follower
+that joined after the latest snapshot in storage: create one at the applied
+index (``storage.create_snapshot``) soon; the leader retries by itself.
+
 Restart: fill a ``MemoryStorage`` from durable state (snapshot, entries,
 hard state) and create the ``RawNode`` with ``Config.applied`` set to the
 index the state machine is known to have applied *including membership*
@@ -153,7 +157,8 @@ class Ready:
     """
 
     __slots__ = ("soft_state", "hard_state", "entries", "snapshot", "committed_entries",
-                 "messages", "read_states", "must_sync", "can_send_before_persist")
+                 "messages", "read_states", "must_sync", "can_send_before_persist",
+                 "snapshot_requested")
 
     def __init__(self) -> None:
         self.soft_state: SoftState | None = None
@@ -165,6 +170,7 @@ class Ready:
         self.read_states: list[ReadState] = []
         self.must_sync = False
         self.can_send_before_persist = False
+        self.snapshot_requested = False
 
     def __repr__(self) -> str:
         return (f"Ready(soft={self.soft_state}, hard={self.hard_state}, "
@@ -306,7 +312,7 @@ class RawNode:
 
     def has_ready(self) -> bool:
         raft = self.raft
-        if raft.msgs or raft.read_states:
+        if raft.msgs or raft.read_states or raft.snapshot_requested:
             return True
         log = raft.log
         u = log.unstable
@@ -340,6 +346,8 @@ class RawNode:
         raft.msgs = []
         rd.read_states = raft.read_states
         raft.read_states = []
+        rd.snapshot_requested = raft.snapshot_requested
+        raft.snapshot_requested = False
         rd.must_sync = bool(rd.entries) or rd.snapshot is not None or term_or_vote_changed
         rd.can_send_before_persist = (raft.state == LEADER and not term_or_vote_changed
                                       and rd.snapshot is None)
