@@ -9,5 +9,6 @@
 
 #include "pykv_common.h"
 #include "pykv_crc32c.h"
+#include "pykv_snap.h"
 
 #endif
