@@ -1,0 +1,112 @@
+"""pykv.mvcc: a revisioned key-value store with etcd v3 semantics, on LMDB.
+
+Knows nothing of Raft, the WAL or gRPC: the engine applies committed
+requests through a write batch, and the server and the embedded API read.
+
+Opening and the committed state::
+
+    store = Store.open(path, quota_bytes=2 << 30, max_txn_ops=128,
+                       clock=time.monotonic, min_lease_ttl=2)
+    store.revision          # current main revision (1 in a new store)
+    store.compact_revision  # reads below it fail with ErrCompacted
+    store.applied_index     # last applied Raft entry (etcd's consistent index)
+
+Applying (one writer thread; ONE LMDB transaction per batch, which also
+records ``index`` as the applied index; skip entries <= applied_index)::
+
+    with store.write(index) as w:
+        w.put(req)            -> PutResult(revision, prev_kv)
+        w.delete_range(req)   -> DeleteRangeResult(revision, deleted, prev_kvs)
+        w.txn(req)            -> TxnResult(revision, succeeded, responses)
+        w.compact(req)        -> CompactResult(revision)
+        w.lease_grant(id, ttl) -> LeaseGrantResult(id, ttl, revision)  # id 0: generated
+        w.lease_revoke(id)    -> LeaseRevokeResult(revision, deleted)
+        w.alarm(action, member_id, alarm) -> [AlarmMember]
+        w.range(req)          -> RangeResult (sees the batch's own writes)
+    # each op returns its result or raises an EtcdError and leaves no trace;
+    # the commit (no fsync) then publishes the batch's events to the watch hub.
+
+Requests are read by attribute with etcd's protobuf field names, so
+generated ``etcdserverpb`` messages pass straight through; the classes in
+``pykv.mvcc.requests`` (``PutRequest``, ``RangeRequest``, ``TxnRequest``,
+``RequestOp``, ``Compare``, ...) are plain stand-ins with the same names.
+``requests.check_txn(req, max_ops)`` etc. let a server refuse bad requests
+before proposing them.
+
+Reading, from any thread (each thread reuses one LMDB read transaction until
+a write commits)::
+
+    store.range(req)       -> RangeResult(kvs, more, count, revision)
+    store.range_raw(req)   -> RangeRawResult: kvs already protobuf-encoded (C);
+                              .response_bytes(header_bytes) is a whole RangeResponse
+    store.get(key)         -> KeyValue | None    (current revision, fastest path)
+    store.get_value(key)   -> bytes | None
+    store.hash_kv(rev)     -> HashKVResult(hash, revision, compact_revision)
+
+Leases (``store.lessor``; grants and revokes go through the write batch)::
+
+    lessor.renew(id) -> ttl          lessor.time_to_live(id, keys=True)
+    lessor.leases() -> [id]          lessor.expired(now) -> [id]  (revoke them via Raft)
+    lessor.promote(extend_s) / demote()   only a primary's clock runs leases down
+
+Watches (``store.hub``)::
+
+    w = store.watch(key, range_end, start_revision, prev_kv=..., filters=...,
+                    notify=callback, watch_id=...)
+    w.take() -> [WatchResponse(watch_id, events, revision, compact_revision, canceled)]
+    store.hub.sync()      # catch up watchers that are behind; or hub.start()
+    store.hub.progress(w) / progress_revision(watchers)
+
+Durability, space, compaction, snapshots::
+
+    store.checkpoint()                  # fsync: batches are committed without it
+    store.quota_exceeded(extra) / size_bytes / size_in_use_bytes
+    store.compact_step(); store.compact_pending; store.wait_compacted(rev)
+    store.write_snapshot(fileobj); Store.restore_snapshot(fileobj, path)
+    store.close()
+
+Results are ``__slots__`` classes with etcd's field names (``pykv.mvcc.types``).
+The LMDB layout is described in ``pykv.mvcc.schema``.
+"""
+
+from pykv.mvcc.lease import Lessor
+from pykv.mvcc.requests import (
+    Compare,
+    CompactionRequest,
+    DeleteRangeRequest,
+    PutRequest,
+    RangeRequest,
+    RequestOp,
+    TxnRequest,
+    check_delete,
+    check_put,
+    check_range,
+    check_txn,
+)
+from pykv.mvcc.store import Store
+from pykv.mvcc.types import (
+    AlarmMember,
+    CompactResult,
+    DeleteRangeResult,
+    Event,
+    HashKVResult,
+    KeyValue,
+    LeaseGrantResult,
+    LeaseRevokeResult,
+    LeaseTimeToLive,
+    PutResult,
+    RangeRawResult,
+    RangeResult,
+    TxnResult,
+)
+from pykv.mvcc.watch import WatchHub, Watcher, WatchResponse
+from pykv.mvcc.write import WriteBatch
+
+__all__ = [
+    "AlarmMember", "Compare", "CompactResult", "CompactionRequest", "DeleteRangeRequest",
+    "DeleteRangeResult", "Event", "HashKVResult", "KeyValue", "LeaseGrantResult",
+    "LeaseRevokeResult", "LeaseTimeToLive", "Lessor", "PutRequest", "PutResult",
+    "RangeRawResult", "RangeRequest", "RangeResult", "RequestOp", "Store", "TxnRequest",
+    "TxnResult", "WatchHub", "WatchResponse", "Watcher", "WriteBatch", "check_delete",
+    "check_put", "check_range", "check_txn",
+]

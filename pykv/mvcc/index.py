@@ -1,0 +1,231 @@
+"""Reads over the ``kv``/``hist``/``rev`` tables inside one LMDB transaction.
+
+These functions answer "what did key K hold at revision R" and "which keys
+were live in [start, end) at R". They are used both by read transactions and
+by the write batch (which reads its own writes, as etcd 3.4 does).
+
+Scans return ``(key, record)`` pairs in key order, where ``record`` is a
+stored record (see ``pykv.mvcc.schema``). Long keys (over
+``schema.KV_KEY_MAX`` bytes) are rare; when one is met, the scan falls back to
+collecting and sorting by full key so that the order stays exact.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import lmdb
+
+from pykv.mvcc import schema as s
+
+_HDR_unpack = s.HDR.unpack_from
+_REV_pack = s.REV.pack
+_HB = s.HDR_BYTES
+_RB = s.REV_BYTES
+_KMAX = s.KV_KEY_MAX
+
+
+class Tables:
+    """The open LMDB table handles (one set per environment)."""
+
+    __slots__ = ("kv", "hist", "rev", "lease", "lease_keys", "alarm", "meta", "by_name")
+
+    def __init__(self, env: lmdb.Environment, txn: lmdb.Transaction):
+        self.by_name = {}
+        for name in s.TABLES:
+            self.by_name[name] = env.open_db(name, txn=txn, create=True)
+        self.kv = self.by_name[s.TABLE_KV]
+        self.hist = self.by_name[s.TABLE_HIST]
+        self.rev = self.by_name[s.TABLE_REV]
+        self.lease = self.by_name[s.TABLE_LEASE]
+        self.lease_keys = self.by_name[s.TABLE_LEASE_KEYS]
+        self.alarm = self.by_name[s.TABLE_ALARM]
+        self.meta = self.by_name[s.TABLE_META]
+
+
+# --- point reads ---------------------------------------------------------------
+
+
+def get_at(txn: lmdb.Transaction, tables: Tables, key: bytes, rev: int) -> bytes | None:
+    """The record of ``key`` as of revision ``rev`` (None if absent then).
+    Callers check ``rev`` against the compaction revision first."""
+    rec = txn.get(s.kv_key(key), db=tables.kv)
+    if rec is not None and _HDR_unpack(rec)[1] <= rev:
+        return rec
+    rec = latest_hist(txn, tables, s.hist_prefix(key), _REV_pack(rev + 1, 0))
+    if rec is None or _HDR_unpack(rec)[2] == 0:  # none, or a tombstone
+        return None
+    return rec
+
+
+def latest_hist(txn: lmdb.Transaction, tables: Tables, group: bytes,
+                before: bytes) -> bytes | None:
+    """The newest ``hist`` record of a key group at a revision strictly
+    before ``before`` (16 revision bytes), tombstones included."""
+    cur = txn.cursor(tables.hist)
+    if cur.set_range(group + before):
+        moved = cur.prev()
+    else:
+        moved = cur.last()
+    if not moved:
+        return None
+    hk = cur.key()
+    if len(hk) != len(group) + _RB or not hk.startswith(group):
+        return None
+    return cur.value()
+
+
+def record_at_revision(txn: lmdb.Transaction, tables: Tables, key: bytes, main: int,
+                       sub: int) -> bytes | None:
+    """The record written by the change (main, sub) to ``key``: the live
+    version, or the ``hist`` copy once superseded (None once compacted)."""
+    rec = txn.get(s.kv_key(key), db=tables.kv)
+    if rec is not None:
+        hdr = _HDR_unpack(rec)
+        if hdr[1] == main and hdr[4] == sub:
+            return rec
+    return txn.get(s.hist_key(key, main, sub), db=tables.hist)
+
+
+def prev_record(txn: lmdb.Transaction, tables: Tables, key: bytes, main: int,
+                sub: int) -> bytes | None:
+    """The version of ``key`` just before change (main, sub), or None (absent
+    before, a tombstone before, or compacted away)."""
+    rec = latest_hist(txn, tables, s.hist_prefix(key), _REV_pack(main, sub))
+    if rec is None or _HDR_unpack(rec)[2] == 0:
+        return None
+    return rec
+
+
+# --- scans ------------------------------------------------------------------------
+
+
+def _full_key(lmdb_key: bytes, rec: bytes) -> bytes:
+    extra = _HDR_unpack(rec)[5]
+    return rec[_HB:_HB + extra] if extra else lmdb_key
+
+
+def _exact(pairs: list[tuple[bytes, bytes]], start: bytes,
+           end: bytes | None) -> list[tuple[bytes, bytes]]:
+    """Resolve full keys, drop those outside [start, end), sort by key."""
+    out = []
+    for k, rec in pairs:
+        full = _full_key(k, rec)
+        if full >= start and (end is None or full < end):
+            out.append((full, rec))
+    out.sort(key=lambda item: item[0])
+    return out
+
+
+def scan_live(txn: lmdb.Transaction, tables: Tables, start: bytes, end: bytes | None,
+              limit: int = 0) -> list[tuple[bytes, bytes]]:
+    """Live keys in [start, end) (end None: unbounded), at most ``limit``
+    (0: all), as (key, record) in key order."""
+    lo, hi = s.kv_bounds(start, end)
+    cur = txn.cursor(tables.kv)
+    if not cur.set_range(lo):
+        return []
+    out: list[tuple[bytes, bytes]] = []
+    append = out.append
+    has_long = len(start) > _KMAX or (end is not None and len(end) > _KMAX)
+    n = 0
+    if hi is None:
+        for item in cur.iternext():
+            append(item)
+            n += 1
+            if len(item[0]) > _KMAX:
+                has_long = True
+            if n == limit and not has_long:
+                break
+    else:
+        for item in cur.iternext():
+            if item[0] >= hi:
+                break
+            append(item)
+            n += 1
+            if len(item[0]) > _KMAX:
+                has_long = True
+            if n == limit and not has_long:
+                break
+    if has_long:
+        out = _exact(out, start, end)
+        if limit:
+            del out[limit:]
+    return out
+
+
+def count_live(txn: lmdb.Transaction, tables: Tables, start: bytes, end: bytes | None) -> int:
+    """The number of live keys in [start, end)."""
+    if start == b"\x00" and end is None:
+        return txn.stat(tables.kv)["entries"]
+    if len(start) > _KMAX or (end is not None and len(end) > _KMAX):
+        return len(scan_live(txn, tables, start, end))
+    lo, hi = s.kv_bounds(start, end)
+    cur = txn.cursor(tables.kv)
+    if not cur.set_range(lo):
+        return 0
+    n = 0
+    if hi is None:
+        for _ in cur.iternext(values=False):
+            n += 1
+        return n
+    for k in cur.iternext(values=False):
+        if k >= hi:
+            break
+        n += 1
+    return n
+
+
+def scan_at(txn: lmdb.Transaction, tables: Tables, start: bytes, end: bytes | None,
+            rev: int) -> list[tuple[bytes, bytes]]:
+    """Keys live at revision ``rev`` in [start, end), with their records then,
+    in key order. Reads every version group in the range once."""
+    found: dict[bytes, bytes] = {}
+    for key, rec in scan_live(txn, tables, start, end):
+        if _HDR_unpack(rec)[1] <= rev:
+            found[key] = rec  # unchanged since rev; otherwise hist decides
+    lo, hi = s.hist_bounds(start, end)
+    cur = txn.cursor(tables.hist)
+    pos = lo
+    bound = _REV_pack(rev + 1, 0)
+    while cur.set_range(pos):
+        hk = cur.key()
+        if hi is not None and hk >= hi:
+            break
+        group = hk[:-_RB]
+        pos = group + b"\xff" * (_RB + 1)  # past every version of this key
+        if cur.set_range(group + bound):
+            moved = cur.prev()
+        else:
+            moved = cur.last()
+        if not moved:
+            continue
+        hk = cur.key()
+        if len(hk) != len(group) + _RB or not hk.startswith(group):
+            continue  # no version of this key at or before rev
+        rec = cur.value()
+        if s.hist_is_long(hk):
+            key = _full_key(hk, rec)
+        else:
+            key = s.hist_short_key(hk)
+        if key in found or key < start or (end is not None and key >= end):
+            continue
+        if _HDR_unpack(rec)[2] == 0:
+            continue  # deleted at rev
+        found[key] = rec
+    return sorted(found.items())
+
+
+def changes(txn: lmdb.Transaction, tables: Tables, from_rev: int,
+            to_rev: int) -> Iterator[tuple[int, int, bytes, bytes | None]]:
+    """(main, sub, key, record) of every change with from_rev <= main <=
+    to_rev, in revision order. ``record`` is None when compaction removed it."""
+    cur = txn.cursor(tables.rev)
+    if not cur.set_range(_REV_pack(from_rev, 0)):
+        return
+    end = _REV_pack(to_rev + 1, 0)
+    for rb, key in cur.iternext():
+        if rb >= end:
+            break
+        main, sub = s.REV.unpack(rb)
+        yield main, sub, key, record_at_revision(txn, tables, key, main, sub)

@@ -1,0 +1,540 @@
+"""The MVCC store: one LMDB environment, a write path, cached read views.
+
+Threads. Writes (``write()``, ``compact_step()``) happen on one thread at a
+time (a lock enforces it). Reads may come from any thread: each thread keeps
+one LMDB read transaction and reuses it until a write commits (a generation
+counter tells), so a point get costs one LMDB lookup. A read transaction that
+outlives a commit pins one old snapshot until the thread's next read; reads
+never hold one across calls otherwise.
+
+Growing the map. ``set_mapsize`` needs every transaction of the process
+closed. Each thread's cached transaction sits in a slot with a ``busy`` flag;
+the writer raises ``_resizing``, waits for busy slots to finish, closes all
+cached transactions, grows the map and lets readers go on (Dekker-style
+flags: the GIL orders the plain attribute writes).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from typing import Any, BinaryIO, Callable
+
+import lmdb
+
+from pykv import errors
+from pykv.mvcc import index, reads, schema as s, types as t
+from pykv.mvcc.lease import DEFAULT_MIN_TTL, Lessor
+from pykv.mvcc.watch import WatchHub
+from pykv.mvcc.write import WriteBatch
+
+DEFAULT_QUOTA_BYTES = 2 << 30        # etcd's --quota-backend-bytes default
+DEFAULT_MAX_TXN_OPS = 128            # etcd's --max-txn-ops default
+COMPACT_BATCH_CHANGES = 1000         # etcd compacts 1000 revisions per batch
+_MIN_MAP_BYTES = 64 << 20
+_MAX_READERS = 512
+
+_HDR_unpack = s.HDR.unpack_from
+_HB = s.HDR_BYTES
+_KMAX = s.KV_KEY_MAX
+
+
+class _ReadSlot:
+    """One thread's cached read transaction."""
+
+    __slots__ = ("txn", "gen", "revision", "compact", "busy", "__weakref__")
+
+    def __init__(self) -> None:
+        self.txn: lmdb.Transaction | None = None
+        self.gen = -1
+        self.revision = 0
+        self.compact = 0
+        self.busy = False
+
+
+class Store:
+    """A revisioned key-value store with etcd v3 semantics on LMDB.
+
+    Open with ``Store.open(path)``; see the package docstring for the whole
+    API. Attributes ``revision``, ``compact_revision`` and ``applied_index``
+    describe the committed state.
+    """
+
+    def __init__(self, env: lmdb.Environment, path: str, *, quota_bytes: int, max_txn_ops: int,
+                 clock: Callable[[], float], min_lease_ttl: int):
+        self._env = env
+        self.path = path
+        self.quota_bytes = quota_bytes
+        self.max_txn_ops = max_txn_ops
+        self.compact_batch_changes = COMPACT_BATCH_CHANGES
+        self._closed = False
+        self._write_lock = threading.Lock()
+        self._gen = 0
+        self._local = threading.local()
+        self._slots: weakref.WeakSet[_ReadSlot] = weakref.WeakSet()
+        self._slots_lock = threading.Lock()
+        self._resizing = False
+        self._resize_done = threading.Condition()
+        self._compacted = threading.Condition()
+        with env.begin(write=True) as txn:
+            self._tables = index.Tables(env, txn)
+            meta = self._load_meta(txn)
+        self._revision = meta[s.META_REVISION]
+        self._compact_revision = meta[s.META_COMPACT]
+        self._compact_done = meta[s.META_COMPACT_DONE]
+        self._applied_index = meta[s.META_APPLIED_INDEX]
+        self._lease_seq = meta[s.META_LEASE_SEQ]
+        self.lessor = Lessor(clock, min_lease_ttl, keys_of=self._lease_keys_read)
+        with env.begin() as txn:
+            self.lessor._load({s.LEASE_ID.unpack(k)[0]: s.LEASE.unpack(v)[0]
+                               for k, v in txn.cursor(self._tables.lease)})
+            self._alarms = {s.ALARM.unpack(k) for k in
+                            txn.cursor(self._tables.alarm).iternext(values=False)}
+        self.hub = WatchHub(self)
+
+    # --- opening and closing -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str, *, quota_bytes: int = DEFAULT_QUOTA_BYTES,
+             max_txn_ops: int = DEFAULT_MAX_TXN_OPS, clock: Callable[[], float] = time.monotonic,
+             min_lease_ttl: int = DEFAULT_MIN_TTL, map_bytes: int | None = None,
+             sync: bool = False) -> Store:
+        """Open or create the store in the LMDB file ``path`` (its directory is
+        created if missing; LMDB adds ``path + "-lock"``).
+
+        ``quota_bytes``: the backend size past which ``quota_exceeded()``
+        says so (the caller raises the NOSPACE alarm, through Raft on a
+        server). ``map_bytes``: the initial LMDB map (default: twice the
+        quota, at least the file size); it grows on demand. ``sync``: fsync
+        every commit (off by default: the WAL is the durable log and
+        ``checkpoint()`` makes the state durable).
+        """
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+            existing = os.path.getsize(path) if os.path.exists(path) else 0
+        except OSError as exc:
+            raise errors.StorageError(f"cannot prepare the store directory {directory}: {exc}"
+                                      ) from exc
+        if map_bytes is None:
+            map_bytes = max(2 * quota_bytes, _MIN_MAP_BYTES)
+        map_bytes = max(map_bytes, 2 * existing, _MIN_MAP_BYTES)
+        try:
+            env = lmdb.open(path, subdir=False, map_size=map_bytes, max_dbs=len(s.TABLES) + 1,
+                            max_readers=_MAX_READERS, sync=sync, metasync=sync, readahead=False,
+                            meminit=False, lock=True)
+        except lmdb.Error as exc:
+            raise errors.StorageError(f"cannot open the MVCC store {path}: {exc}") from exc
+        return cls(env, path, quota_bytes=quota_bytes, max_txn_ops=max_txn_ops, clock=clock,
+                   min_lease_ttl=min_lease_ttl)
+
+    def _load_meta(self, txn: lmdb.Transaction) -> dict[bytes, int]:
+        meta = self._tables.meta
+        version = txn.get(s.META_SCHEMA, db=meta)
+        if version is None:
+            if txn.stat(self._tables.rev)["entries"] or txn.stat(self._tables.kv)["entries"]:
+                raise errors.CorruptionError(f"MVCC store {self.path}: data without a schema "
+                                             "version", path=self.path)
+            txn.put(s.META_SCHEMA, s.pack_i64(s.SCHEMA_VERSION), db=meta)
+            txn.put(s.META_REVISION, s.pack_i64(1), db=meta)  # etcd: first write is revision 2
+        elif s.unpack_i64(version) != s.SCHEMA_VERSION:
+            raise errors.StorageError(
+                f"MVCC store {self.path} has schema version {s.unpack_i64(version)}, "
+                f"this pykv reads version {s.SCHEMA_VERSION}")
+        out = {}
+        for name in (s.META_REVISION, s.META_COMPACT, s.META_COMPACT_DONE,
+                     s.META_APPLIED_INDEX, s.META_LEASE_SEQ):
+            raw = txn.get(name, db=meta)
+            out[name] = 0 if raw is None else s.unpack_i64(raw)
+        return out
+
+    def close(self) -> None:
+        """Close the store; the caller has stopped writing and reading.
+        Unsynced commits stay in the OS page cache (``checkpoint()`` first
+        to make them durable)."""
+        if self._closed:
+            return
+        self.hub.close()
+        with self._write_lock:
+            self._closed = True
+            try:
+                self._quiesce_readers()
+                self._env.close()
+            finally:
+                self._release_readers()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.ClosedError(f"the MVCC store {self.path} is closed")
+
+    # --- committed state --------------------------------------------------------------------
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @property
+    def compact_revision(self) -> int:
+        return self._compact_revision
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied_index
+
+    def alarms(self) -> list[t.AlarmMember]:
+        return [t.AlarmMember(m, a) for m, a in sorted(self._alarms)]
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def write(self, index_: int) -> WriteBatch:
+        """Begin a write batch recording ``index_`` as the applied index.
+
+        Use as ``with store.write(index) as w: w.put(req) ...``. The caller
+        skips entries at or below ``applied_index`` (already applied before a
+        restart); ``index_`` must be greater than it. One batch at a time.
+        """
+        return self._begin_write(index_, strict=True)
+
+    def _begin_write(self, index_: int, strict: bool) -> WriteBatch:
+        self._check_open()
+        if index_ < self._applied_index or (strict and index_ == self._applied_index):
+            raise ValueError(f"entry index {index_} is already applied (applied index "
+                             f"{self._applied_index}): skip it")
+        self._write_lock.acquire()
+        try:
+            self._check_open()
+            self._grow_if_needed()
+            return WriteBatch(self, index_)
+        except BaseException:
+            self._write_lock.release()
+            raise
+
+    def _write_done(self) -> None:
+        self._write_lock.release()
+
+    def _committed(self, batch: WriteBatch, compact_done: int) -> None:
+        """Called by the batch after its LMDB commit: move the in-memory state."""
+        self._revision = batch.revision
+        self._applied_index = batch.index
+        self._lease_seq = batch._lease_seq
+        compacted = batch._compact != self._compact_revision
+        self._compact_revision = batch._compact
+        self._alarms = batch._alarms
+        if batch._lease_changes:
+            self.lessor._apply(batch._lease_changes)
+        self._gen += 1
+        self.hub._publish(batch._changes, batch.revision, self._compact_revision)
+        if compacted or compact_done != self._compact_done:
+            with self._compacted:
+                self._compact_done = compact_done
+                self._compacted.notify_all()
+
+    def checkpoint(self) -> None:
+        """Make every committed batch durable (fsync of the LMDB file)."""
+        self._check_open()
+        try:
+            self._env.sync(True)
+        except lmdb.Error as exc:
+            raise errors.FatalSyncError(f"fsync of the MVCC store {self.path} failed: {exc}"
+                                        ) from exc
+
+    # --- compaction --------------------------------------------------------------------------
+
+    @property
+    def compact_pending(self) -> bool:
+        """Whether history below the compact revision remains to be removed."""
+        return self._compact_done < self._compact_revision
+
+    def compact_step(self) -> bool:
+        """Remove one bounded chunk of compacted history (writer thread, or
+        any thread between batches). Returns whether more remains."""
+        if not self.compact_pending:
+            return False
+        with self._begin_write(self._applied_index, strict=False):
+            pass
+        return self.compact_pending
+
+    def wait_compacted(self, revision: int, timeout: float | None = None) -> bool:
+        """Block until physical compaction has reached ``revision`` (etcd's
+        ``physical=true``). Someone must be driving ``compact_step()``."""
+        with self._compacted:
+            return self._compacted.wait_for(lambda: self._compact_done >= revision, timeout)
+
+    def _compaction_step(self, txn: lmdb.Transaction, target: int) -> int:
+        """Delete up to ``compact_batch_changes`` changes' worth of history
+        below ``target`` inside ``txn``; returns the new progress mark (every
+        change at or below it has been processed).
+
+        For each change c (key k, revision r) with r <= target: every older
+        version of k is superseded at or below the target, so it goes (with
+        its change-log entry); c itself goes if it is a tombstone. Versions
+        still visible at the target are kept."""
+        done = self._compact_done
+        if done >= target:
+            return done
+        tables = self._tables
+        cur = txn.cursor(tables.rev)
+        hist_cur = txn.cursor(tables.hist)
+        drop_hist: set[bytes] = set()
+        drop_rev: set[bytes] = set()
+        processed, last_main = 0, done
+        finished = True
+        if cur.set_range(s.rev_bytes(done + 1)):
+            for rb, key in cur.iternext():
+                main, sub = s.REV.unpack(rb)
+                if main > target:
+                    break
+                if processed >= self.compact_batch_changes and main != last_main:
+                    finished = False
+                    break
+                processed += 1
+                last_main = main
+                group = s.hist_prefix(key)
+                if hist_cur.set_range(group):
+                    for hk in hist_cur.iternext(values=False):
+                        if len(hk) != len(group) + s.REV_BYTES or not hk.startswith(group):
+                            break
+                        if hk[-s.REV_BYTES:] >= rb:
+                            if hk[-s.REV_BYTES:] == rb and \
+                                    _HDR_unpack(hist_cur.value())[2] == 0:
+                                drop_hist.add(hk)  # c is a tombstone at or below target
+                                drop_rev.add(rb)
+                            break
+                        drop_hist.add(hk)
+                        drop_rev.add(hk[-s.REV_BYTES:])
+        for hk in drop_hist:
+            txn.delete(hk, db=tables.hist)
+        for rb in drop_rev:
+            txn.delete(rb, db=tables.rev)
+        return target if finished else last_main
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def _read_slot(self) -> _ReadSlot:
+        """This thread's read slot, marked busy, with a current transaction.
+        The caller must clear ``busy`` when done (``finally``)."""
+        slot = getattr(self._local, "slot", None)
+        if slot is None:
+            slot = _ReadSlot()
+            self._local.slot = slot
+            with self._slots_lock:
+                self._slots.add(slot)
+        slot.busy = True
+        if self._resizing or slot.gen != self._gen or slot.txn is None:
+            try:
+                self._renew(slot)
+            except BaseException:
+                slot.busy = False
+                raise
+        return slot
+
+    def _renew(self, slot: _ReadSlot) -> None:
+        while self._resizing:
+            slot.busy = False
+            with self._resize_done:
+                self._resize_done.wait_for(lambda: not self._resizing)
+            slot.busy = True
+        self._check_open_slot(slot)
+        gen = self._gen
+        if slot.txn is not None:
+            slot.txn.abort()
+            slot.txn = None
+        txn = self._env.begin()
+        meta = self._tables.meta
+        slot.revision = s.unpack_i64(txn.get(s.META_REVISION, db=meta))
+        raw = txn.get(s.META_COMPACT, db=meta)
+        slot.compact = 0 if raw is None else s.unpack_i64(raw)
+        slot.txn = txn
+        slot.gen = gen
+
+    def _check_open_slot(self, slot: _ReadSlot) -> None:
+        if self._closed:
+            slot.busy = False
+            raise errors.ClosedError(f"the MVCC store {self.path} is closed")
+
+    def _quiesce_readers(self) -> None:
+        """Close every cached read transaction and keep readers out until
+        ``_release_readers()`` (writer lock held). Waits for the readers that
+        are inside a read right now."""
+        self._resizing = True
+        with self._slots_lock:
+            slots = list(self._slots)
+        for slot in slots:
+            while slot.busy:
+                time.sleep(0.0005)
+            if slot.txn is not None:
+                slot.txn.abort()
+                slot.txn = None
+            slot.gen = -1
+
+    def _release_readers(self) -> None:
+        self._resizing = False
+        with self._resize_done:
+            self._resize_done.notify_all()
+
+    def _grow_if_needed(self) -> None:
+        info = self._env.info()
+        used = (info["last_pgno"] + 1) * self._env.stat()["psize"]
+        if info["map_size"] - used < max(_MIN_MAP_BYTES, info["map_size"] // 8):
+            self._grow_map()
+
+    def _grow_map(self) -> None:
+        """Double the LMDB map (writer lock held, no write txn open)."""
+        try:
+            self._quiesce_readers()
+            size = self._env.info()["map_size"]
+            try:
+                self._env.set_mapsize(size * 2)
+            except lmdb.Error as exc:
+                raise errors.StorageError(f"cannot grow the LMDB map of {self.path} to "
+                                          f"{size * 2} bytes: {exc}") from exc
+        finally:
+            self._release_readers()
+
+    def range(self, req: Any) -> t.RangeResult:
+        """A RangeRequest (etcd semantics), from any thread."""
+        slot = self._read_slot()
+        try:
+            return reads.execute(slot.txn, self._tables, req, slot.revision, slot.compact)
+        finally:
+            slot.busy = False
+
+    def range_raw(self, req: Any) -> t.RangeRawResult:
+        """Like ``range`` but with the kvs already encoded as protobuf
+        (``RangeResponse`` field 2), for the gRPC server."""
+        from pykv.mvcc import wire
+
+        slot = self._read_slot()
+        try:
+            pairs, more, count = reads.select(slot.txn, self._tables, req, slot.revision,
+                                              slot.compact)
+            revision = slot.revision
+        finally:
+            slot.busy = False
+        return t.RangeRawResult(wire.encode_kvs(pairs, req.keys_only), len(pairs), more, count,
+                                revision)
+
+    def get(self, key: bytes) -> t.KeyValue | None:
+        """The live version of ``key``, or None (a point read at the current
+        revision; the cheapest read there is)."""
+        slot = self._read_slot()
+        try:
+            if len(key) <= _KMAX:
+                rec = slot.txn.get(key, db=self._tables.kv)
+            else:
+                rec = slot.txn.get(s.kv_key(key), db=self._tables.kv)
+        finally:
+            slot.busy = False
+        if rec is None:
+            return None
+        create, mod, version, lease, _sub, extra = _HDR_unpack(rec)
+        return t.KeyValue(key, create, mod, version, rec[_HB + extra:], lease)
+
+    def get_value(self, key: bytes) -> bytes | None:
+        """Only the value of ``key`` at the current revision, or None."""
+        slot = self._read_slot()
+        try:
+            if len(key) <= _KMAX:
+                rec = slot.txn.get(key, db=self._tables.kv)
+                slot.busy = False
+                return None if rec is None else rec[_HB:]
+            rec = slot.txn.get(s.kv_key(key), db=self._tables.kv)
+        finally:
+            slot.busy = False
+        return None if rec is None else s.record_value(rec)
+
+    def _lease_keys(self, txn: lmdb.Transaction, lease_id: int) -> list[bytes]:
+        prefix = s.lease_id_bytes(lease_id)
+        cur = txn.cursor(self._tables.lease_keys)
+        keys = []
+        if cur.set_range(prefix):
+            for k, full in cur.iternext():
+                if not k.startswith(prefix):
+                    break
+                keys.append(full or k[len(prefix):])
+        keys.sort()
+        return keys
+
+    def _lease_keys_read(self, lease_id: int) -> list[bytes]:
+        slot = self._read_slot()
+        try:
+            return self._lease_keys(slot.txn, lease_id)
+        finally:
+            slot.busy = False
+
+    # --- size and quota --------------------------------------------------------------------------
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes the LMDB file uses up to its last page (etcd's dbSize)."""
+        self._check_open()
+        return (self._env.info()["last_pgno"] + 1) * self._env.stat()["psize"]
+
+    @property
+    def size_in_use_bytes(self) -> int:
+        """Bytes in pages holding data (etcd's dbSizeInUse): free pages excluded."""
+        self._check_open()
+        psize = self._env.stat()["psize"]
+        pages = 2  # meta pages
+        with self._env.begin() as txn:
+            for db in [None] + list(self._tables.by_name.values()):
+                st = txn.stat(db) if db is not None else self._env.stat()
+                pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+        return pages * psize
+
+    def quota_exceeded(self, extra_bytes: int = 0) -> bool:
+        """Whether the backend plus ``extra_bytes`` is past the quota: the
+        caller then raises the NOSPACE alarm (``w.alarm``), after which puts
+        fail with "database space exceeded" while reads and deletes work."""
+        return self.size_bytes + extra_bytes > self.quota_bytes
+
+    # --- watch ------------------------------------------------------------------------------------
+
+    def watch(self, key: bytes, range_end: bytes = b"", start_revision: int = 0, **options: Any):
+        """A watcher on [key, range_end) from ``start_revision``; see
+        ``WatchHub.watch``."""
+        return self.hub.watch(key, range_end, start_revision, **options)
+
+    # --- hashing and snapshots --------------------------------------------------------------------
+
+    def hash_kv(self, revision: int = 0) -> t.HashKVResult:
+        """A hash of the MVCC state up to ``revision`` (0: current) that is
+        equal on every replica holding the same history, whatever the
+        physical compaction progress or the LMDB layout."""
+        from pykv.mvcc import hashing
+
+        slot = self._read_slot()
+        try:
+            return hashing.hash_kv(slot.txn, self._tables, revision, slot.revision,
+                                   slot.compact)
+        finally:
+            slot.busy = False
+
+    def write_snapshot(self, fileobj: BinaryIO) -> int:
+        """Write the whole state (all tables) to ``fileobj`` as a snapshot
+        stream; returns the bytes written. Reads one consistent LMDB view."""
+        from pykv.mvcc import snapshot
+
+        slot = self._read_slot()
+        try:
+            return snapshot.write(slot.txn, self._tables, fileobj)
+        finally:
+            slot.busy = False
+
+    @classmethod
+    def restore_snapshot(cls, fileobj: BinaryIO, path: str, **open_options: Any) -> Store:
+        """Create a store at ``path`` (which must not exist) from a snapshot
+        stream and open it. A corrupt stream raises ``CorruptionError`` and
+        leaves nothing at ``path``."""
+        from pykv.mvcc import snapshot
+
+        snapshot.restore(fileobj, path)
+        return cls.open(path, **open_options)

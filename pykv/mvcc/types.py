@@ -1,0 +1,247 @@
+"""Results of the MVCC store: small ``__slots__`` classes with etcd's field names.
+
+They mirror ``mvccpb.KeyValue``, ``mvccpb.Event`` and the ``*Response``
+messages of ``etcdserverpb`` closely enough that the server copies them field
+by field (or splices raw bytes, see ``RangeRawResult``), and the embedded API
+hands them to users as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# etcd enum numbers (rpc.proto / kv.proto)
+PUT = 0
+DELETE = 1
+
+SORT_NONE, SORT_ASCEND, SORT_DESCEND = 0, 1, 2
+TARGET_KEY, TARGET_VERSION, TARGET_CREATE, TARGET_MOD, TARGET_VALUE = 0, 1, 2, 3, 4
+
+CMP_EQUAL, CMP_GREATER, CMP_LESS, CMP_NOT_EQUAL = 0, 1, 2, 3
+CMP_VERSION, CMP_CREATE, CMP_MOD, CMP_VALUE, CMP_LEASE = 0, 1, 2, 3, 4
+
+FILTER_NOPUT, FILTER_NODELETE = 0, 1
+
+ALARM_NONE, ALARM_NOSPACE, ALARM_CORRUPT = 0, 1, 2
+ALARM_GET, ALARM_ACTIVATE, ALARM_DEACTIVATE = 0, 1, 2
+
+
+class KeyValue:
+    """``mvccpb.KeyValue``. A DELETE event's kv has only ``key`` and
+    ``mod_revision`` (the delete's revision) set, as in etcd."""
+
+    __slots__ = ("key", "create_revision", "mod_revision", "version", "value", "lease")
+
+    def __init__(self, key: bytes, create_revision: int = 0, mod_revision: int = 0,
+                 version: int = 0, value: bytes = b"", lease: int = 0):
+        self.key = key
+        self.create_revision = create_revision
+        self.mod_revision = mod_revision
+        self.version = version
+        self.value = value
+        self.lease = lease
+
+    def _fields(self) -> tuple:
+        return (self.key, self.create_revision, self.mod_revision, self.version, self.value,
+                self.lease)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, KeyValue) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (f"KeyValue(key={self.key!r}, create_revision={self.create_revision}, "
+                f"mod_revision={self.mod_revision}, version={self.version}, "
+                f"value={self.value!r}, lease={self.lease})")
+
+
+class Event:
+    """``mvccpb.Event``: ``type`` is PUT (0) or DELETE (1)."""
+
+    __slots__ = ("type", "kv", "prev_kv")
+
+    def __init__(self, type: int, kv: KeyValue, prev_kv: KeyValue | None = None):  # noqa: A002
+        self.type = type
+        self.kv = kv
+        self.prev_kv = prev_kv
+
+    def __eq__(self, other: Any) -> bool:
+        return (isinstance(other, Event) and self.type == other.type and self.kv == other.kv
+                and self.prev_kv == other.prev_kv)
+
+    def __repr__(self) -> str:
+        kind = "PUT" if self.type == PUT else "DELETE"
+        return f"Event({kind}, {self.kv!r}, prev_kv={self.prev_kv!r})"
+
+
+class RangeResult:
+    """``RangeResponse`` without the header: ``revision`` is the store
+    revision the response header must carry."""
+
+    __slots__ = ("kvs", "more", "count", "revision")
+
+    def __init__(self, kvs: list[KeyValue], more: bool, count: int, revision: int):
+        self.kvs = kvs
+        self.more = more
+        self.count = count
+        self.revision = revision
+
+    def __repr__(self) -> str:
+        return (f"RangeResult(kvs={self.kvs!r}, more={self.more}, count={self.count}, "
+                f"revision={self.revision})")
+
+
+class RangeRawResult:
+    """A Range answer as protobuf bytes, for the gRPC server.
+
+    ``kvs_wire`` is the concatenation of ``RangeResponse.kvs`` fields (field 2,
+    each an encoded ``mvccpb.KeyValue``), built in C straight from stored
+    records. ``response_bytes(header)`` gives the whole ``RangeResponse``.
+    """
+
+    __slots__ = ("kvs_wire", "n", "more", "count", "revision")
+
+    def __init__(self, kvs_wire: bytes, n: int, more: bool, count: int, revision: int):
+        self.kvs_wire = kvs_wire
+        self.n = n
+        self.more = more
+        self.count = count
+        self.revision = revision
+
+    def response_bytes(self, header: bytes = b"") -> bytes:
+        """The encoded ``RangeResponse``; ``header`` is an encoded
+        ``ResponseHeader`` message (without its field tag)."""
+        parts = []
+        if header:
+            parts += [b"\x0a", _varint(len(header)), header]
+        parts.append(self.kvs_wire)
+        if self.more:
+            parts.append(b"\x18\x01")
+        if self.count:
+            parts += [b"\x20", _varint(self.count)]
+        return b"".join(parts)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class PutResult:
+    __slots__ = ("revision", "prev_kv")
+
+    def __init__(self, revision: int, prev_kv: KeyValue | None):
+        self.revision = revision
+        self.prev_kv = prev_kv
+
+    def __repr__(self) -> str:
+        return f"PutResult(revision={self.revision}, prev_kv={self.prev_kv!r})"
+
+
+class DeleteRangeResult:
+    __slots__ = ("revision", "deleted", "prev_kvs")
+
+    def __init__(self, revision: int, deleted: int, prev_kvs: list[KeyValue]):
+        self.revision = revision
+        self.deleted = deleted
+        self.prev_kvs = prev_kvs
+
+    def __repr__(self) -> str:
+        return (f"DeleteRangeResult(revision={self.revision}, deleted={self.deleted}, "
+                f"prev_kvs={self.prev_kvs!r})")
+
+
+class TxnResult:
+    """``TxnResponse``: ``responses`` holds, in request order, one of
+    ``RangeResult``, ``PutResult``, ``DeleteRangeResult``, ``TxnResult`` (or
+    None for an empty RequestOp inside a read, which etcd skips)."""
+
+    __slots__ = ("revision", "succeeded", "responses")
+
+    def __init__(self, revision: int, succeeded: bool, responses: list):
+        self.revision = revision
+        self.succeeded = succeeded
+        self.responses = responses
+
+    def __repr__(self) -> str:
+        return (f"TxnResult(revision={self.revision}, succeeded={self.succeeded}, "
+                f"responses={self.responses!r})")
+
+
+class CompactResult:
+    __slots__ = ("revision",)
+
+    def __init__(self, revision: int):
+        self.revision = revision
+
+
+class LeaseGrantResult:
+    __slots__ = ("id", "ttl", "revision")
+
+    def __init__(self, id: int, ttl: int, revision: int):  # noqa: A002
+        self.id = id
+        self.ttl = ttl
+        self.revision = revision
+
+
+class LeaseRevokeResult:
+    __slots__ = ("revision", "deleted")
+
+    def __init__(self, revision: int, deleted: int):
+        self.revision = revision
+        self.deleted = deleted
+
+
+class LeaseTimeToLive:
+    """``LeaseTimeToLiveResponse``: ``ttl`` is -1 for an unknown lease (etcd)."""
+
+    __slots__ = ("id", "ttl", "granted_ttl", "keys")
+
+    def __init__(self, id: int, ttl: int, granted_ttl: int, keys: list[bytes]):  # noqa: A002
+        self.id = id
+        self.ttl = ttl
+        self.granted_ttl = granted_ttl
+        self.keys = keys
+
+    def __repr__(self) -> str:
+        return (f"LeaseTimeToLive(id={self.id}, ttl={self.ttl}, granted_ttl={self.granted_ttl}, "
+                f"keys={self.keys!r})")
+
+
+class AlarmMember:
+    """``AlarmMember``: ``alarm`` is ALARM_NOSPACE (1) or ALARM_CORRUPT (2)."""
+
+    __slots__ = ("member_id", "alarm")
+
+    def __init__(self, member_id: int, alarm: int):
+        self.member_id = member_id
+        self.alarm = alarm
+
+    def __eq__(self, other: Any) -> bool:
+        return (isinstance(other, AlarmMember) and self.member_id == other.member_id
+                and self.alarm == other.alarm)
+
+    def __hash__(self) -> int:
+        return hash((self.member_id, self.alarm))
+
+    def __repr__(self) -> str:
+        return f"AlarmMember(member_id={self.member_id}, alarm={self.alarm})"
+
+
+class HashKVResult:
+    __slots__ = ("hash", "revision", "compact_revision")
+
+    def __init__(self, hash: int, revision: int, compact_revision: int):  # noqa: A002
+        self.hash = hash
+        self.revision = revision
+        self.compact_revision = compact_revision
+
+    def __repr__(self) -> str:
+        return (f"HashKVResult(hash={self.hash:#x}, revision={self.revision}, "
+                f"compact_revision={self.compact_revision})")
