@@ -33,7 +33,7 @@ import itertools
 import threading
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from pykv.mvcc import index, reads, types as t
+from pykv.mvcc import index, reads, schema, types as t
 from pykv.mvcc.requests import range_bounds
 
 if TYPE_CHECKING:
@@ -43,6 +43,8 @@ DEFAULT_BUFFER_RESPONSES = 128   # etcd's chanBufLen
 SYNC_BATCH_REVS = 1000           # etcd's watchBatchMaxRevs
 SYNC_MAX_WATCHERS = 512          # etcd's maxWatchersPerSync
 SYNC_INTERVAL_S = 0.1            # etcd's watchResyncPeriod
+
+_HDR_unpack = schema.HDR.unpack_from
 
 # A change as the write batch records it: (main, sub, key, record | None, prev record | None)
 Change = tuple
@@ -355,8 +357,10 @@ class WatchHub:
             txn, tables = slot.txn, store._tables
             now = slot.revision
             high = min(now, low + self.sync_batch_revs - 1)
-            changes = [(main, sub, key, rec, None) for main, sub, key, rec in
-                       index.changes(txn, tables, low, high) if rec is not None]
+            # Tombstones become rec None, as the writer records deletes.
+            changes = [(main, sub, key, rec if _HDR_unpack(rec)[2] else None, None)
+                       for main, sub, key, rec in index.changes(txn, tables, low, high)
+                       if rec is not None]
             cache = _EventCache(changes, lambda change: index.prev_record(
                 txn, tables, change[2], change[0], change[1]))
             hits = self._match(changes, None, ready)
