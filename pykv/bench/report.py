@@ -73,12 +73,20 @@ def render_text(result: RunResult) -> str:
     return "\n".join(p for p in parts if p) + "\n"
 
 
+def _public_config(result: RunResult) -> dict:
+    """The run's settings without the --user password (reports get shared)."""
+    config = dataclasses.asdict(result.config)
+    if config["user"]:
+        config["user"] = config["user"].partition(":")[0] + ":***"
+    return config
+
+
 def to_json(result: RunResult) -> dict:
     """Machine-readable figures; latencies in seconds, rates per second."""
     wall = result.total_s
     return {
         "workload": result.config.workload,
-        "config": dataclasses.asdict(result.config),
+        "config": _public_config(result),
         "procs": result.procs,
         "conns": result.conns,
         "total_s": wall,

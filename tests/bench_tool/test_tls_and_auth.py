@@ -93,6 +93,7 @@ def test_user_flag_authenticates_every_call(auth_etcd):
     report = to_json(run(BenchConfig("put", endpoints=[auth_etcd.endpoint], clients=4, procs=2,
                                      total=60, user="root:secret")))
     assert report["requests"] == 60 and report["errors"] == {}
+    assert report["config"]["user"] == "root:***"  # the password stays out of reports
 
 
 def test_without_credentials_every_request_is_counted_as_an_error(auth_etcd):
