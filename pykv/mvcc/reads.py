@@ -36,9 +36,16 @@ def check_revision(rev: int, current: int, compacted: int) -> int:
     return rev
 
 
-def kv_of(key: bytes, rec: bytes, keys_only: bool = False) -> t.KeyValue:
-    create, mod, version, lease, _sub, extra = _HDR_unpack(rec)
-    return t.KeyValue(key, create, mod, version, b"" if keys_only else rec[_HB + extra:], lease)
+_kv_from_pair = t.kv_from_pair
+
+
+def kv_of(key: bytes, rec: bytes) -> t.KeyValue:
+    return _kv_from_pair((key, rec))
+
+
+def _without_value(pair: tuple[bytes, bytes]) -> t.KeyValue:
+    key, rec = pair
+    return _kv_from_pair((key, rec[:_HB + _HDR_unpack(rec)[5]]))
 
 
 def select(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
@@ -127,5 +134,5 @@ _SORT_KEYS = {
 def execute(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
             compacted: int) -> t.RangeResult:
     pairs, more, count = select(txn, tables, req, current, compacted)
-    keys_only = req.keys_only
-    return t.RangeResult([kv_of(k, rec, keys_only) for k, rec in pairs], more, count, current)
+    kvs = list(map(_without_value if req.keys_only else _kv_from_pair, pairs))
+    return t.RangeResult(kvs, more, count, current)

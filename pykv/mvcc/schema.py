@@ -41,6 +41,8 @@ from __future__ import annotations
 import hashlib
 import struct
 
+from pykv.mvcc import types as _types
+
 SCHEMA_VERSION = 1
 
 # --- tables ----------------------------------------------------------------
@@ -103,6 +105,7 @@ def rev_of(b: bytes) -> tuple[int, int]:
 
 HDR = struct.Struct("<qqqqII")  # create, mod, version, lease, sub, key_extra
 HDR_BYTES = HDR.size
+assert HDR.format == _types._HDR.format  # KeyValue decodes records itself
 
 
 def pack_record(create: int, mod: int, version: int, lease: int, sub: int, key: bytes,

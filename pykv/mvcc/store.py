@@ -37,6 +37,7 @@ _MIN_MAP_BYTES = 64 << 20
 _MAX_READERS = 512
 
 _HDR_unpack = s.HDR.unpack_from
+_kv_from_pair = t.kv_from_pair
 _HB = s.HDR_BYTES
 _KMAX = s.KV_KEY_MAX
 
@@ -80,6 +81,7 @@ class Store:
         self._compacted = threading.Condition()
         with env.begin(write=True) as txn:
             self._tables = index.Tables(env, txn)
+            self._kv_db = self._tables.kv
             meta = self._load_meta(txn)
         self._revision = meta[s.META_REVISION]
         self._compact_revision = meta[s.META_COMPACT]
@@ -321,19 +323,25 @@ class Store:
     def _read_slot(self) -> _ReadSlot:
         """This thread's read slot, marked busy, with a current transaction.
         The caller must clear ``busy`` when done (``finally``)."""
-        slot = getattr(self._local, "slot", None)
-        if slot is None:
-            slot = _ReadSlot()
-            self._local.slot = slot
-            with self._slots_lock:
-                self._slots.add(slot)
+        try:
+            slot = self._local.slot
+        except AttributeError:
+            slot = self._new_slot()
         slot.busy = True
-        if self._resizing or slot.gen != self._gen or slot.txn is None:
+        # A slot without a transaction has gen -1, so one test covers both.
+        if slot.gen != self._gen or self._resizing:
             try:
                 self._renew(slot)
             except BaseException:
                 slot.busy = False
                 raise
+        return slot
+
+    def _new_slot(self) -> _ReadSlot:
+        slot = _ReadSlot()
+        self._local.slot = slot
+        with self._slots_lock:
+            self._slots.add(slot)
         return slot
 
     def _renew(self, slot: _ReadSlot) -> None:
@@ -427,29 +435,22 @@ class Store:
         revision; the cheapest read there is)."""
         slot = self._read_slot()
         try:
-            if len(key) <= _KMAX:
-                rec = slot.txn.get(key, db=self._tables.kv)
-            else:
-                rec = slot.txn.get(s.kv_key(key), db=self._tables.kv)
+            rec = slot.txn.get(key if len(key) <= _KMAX else s.kv_key(key), db=self._kv_db)
         finally:
             slot.busy = False
-        if rec is None:
-            return None
-        create, mod, version, lease, _sub, extra = _HDR_unpack(rec)
-        return t.KeyValue(key, create, mod, version, rec[_HB + extra:], lease)
+        return None if rec is None else _kv_from_pair((key, rec))
 
     def get_value(self, key: bytes) -> bytes | None:
         """Only the value of ``key`` at the current revision, or None."""
         slot = self._read_slot()
         try:
             if len(key) <= _KMAX:
-                rec = slot.txn.get(key, db=self._tables.kv)
-                slot.busy = False
+                rec = slot.txn.get(key, db=self._kv_db)
                 return None if rec is None else rec[_HB:]
-            rec = slot.txn.get(s.kv_key(key), db=self._tables.kv)
+            rec = slot.txn.get(s.kv_key(key), db=self._kv_db)
+            return None if rec is None else s.record_value(rec)
         finally:
             slot.busy = False
-        return None if rec is None else s.record_value(rec)
 
     def _lease_keys(self, txn: lmdb.Transaction, lease_id: int) -> list[bytes]:
         prefix = s.lease_id_bytes(lease_id)

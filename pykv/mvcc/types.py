@@ -8,7 +8,16 @@ hands them to users as they are.
 
 from __future__ import annotations
 
+import operator
+import struct
 from typing import Any
+
+# The record header of pykv.mvcc.schema (kept here too so that this module
+# stays importable on its own): create, mod, version, lease, sub, key_extra.
+_HDR = struct.Struct("<qqqqII")
+_HDR_pack = _HDR.pack
+_HDR_unpack = _HDR.unpack_from
+_HDR_BYTES = _HDR.size
 
 # etcd enum numbers (rpc.proto / kv.proto)
 PUT = 0
@@ -26,35 +35,69 @@ ALARM_NONE, ALARM_NOSPACE, ALARM_CORRUPT = 0, 1, 2
 ALARM_GET, ALARM_ACTIVATE, ALARM_DEACTIVATE = 0, 1, 2
 
 
-class KeyValue:
-    """``mvccpb.KeyValue``. A DELETE event's kv has only ``key`` and
-    ``mod_revision`` (the delete's revision) set, as in etcd."""
+class KeyValue(tuple):
+    """``mvccpb.KeyValue``, as a read-only view over a stored record.
 
-    __slots__ = ("key", "create_revision", "mod_revision", "version", "value", "lease")
+    It is the pair ``(key, record)`` (see ``pykv.mvcc.schema``), and each
+    field is decoded when read, so a range builds its results at C speed
+    (``map(KeyValue, pairs)``) and a caller pays only for the fields it looks
+    at. Build one from field values with ``KeyValue.make(key, ...)``; compare
+    fields, not tuples. A DELETE event's kv has only ``key`` and
+    ``mod_revision`` (the delete's revision) set, as in etcd.
+    """
 
-    def __init__(self, key: bytes, create_revision: int = 0, mod_revision: int = 0,
-                 version: int = 0, value: bytes = b"", lease: int = 0):
-        self.key = key
-        self.create_revision = create_revision
-        self.mod_revision = mod_revision
-        self.version = version
-        self.value = value
-        self.lease = lease
+    __slots__ = ()
+
+    @classmethod
+    def make(cls, key: bytes, create_revision: int = 0, mod_revision: int = 0,
+             version: int = 0, value: bytes = b"", lease: int = 0) -> KeyValue:
+        record = _HDR_pack(create_revision, mod_revision, version, lease, 0, 0) + value
+        return cls((key, record))
+
+    key = property(operator.itemgetter(0), doc="the key")
+
+    @property
+    def create_revision(self) -> int:
+        return _HDR_unpack(self[1])[0]
+
+    @property
+    def mod_revision(self) -> int:
+        return _HDR_unpack(self[1])[1]
+
+    @property
+    def version(self) -> int:
+        return _HDR_unpack(self[1])[2]
+
+    @property
+    def lease(self) -> int:
+        return _HDR_unpack(self[1])[3]
+
+    @property
+    def value(self) -> bytes:
+        record = self[1]
+        return record[_HDR_BYTES + _HDR_unpack(record)[5]:]
 
     def _fields(self) -> tuple:
-        return (self.key, self.create_revision, self.mod_revision, self.version, self.value,
-                self.lease)
+        create, mod, version, lease, _sub, extra = _HDR_unpack(self[1])
+        return (self[0], create, mod, version, self[1][_HDR_BYTES + extra:], lease)
 
     def __eq__(self, other: Any) -> bool:
         return isinstance(other, KeyValue) and self._fields() == other._fields()
+
+    def __ne__(self, other: Any) -> bool:
+        return not self == other
 
     def __hash__(self) -> int:
         return hash(self._fields())
 
     def __repr__(self) -> str:
-        return (f"KeyValue(key={self.key!r}, create_revision={self.create_revision}, "
-                f"mod_revision={self.mod_revision}, version={self.version}, "
-                f"value={self.value!r}, lease={self.lease})")
+        key, create, mod, version, value, lease = self._fields()
+        return (f"KeyValue(key={key!r}, create_revision={create}, mod_revision={mod}, "
+                f"version={version}, value={value!r}, lease={lease})")
+
+
+#: KeyValue from a stored (key, record) pair (tuple's own constructor: C speed).
+kv_from_pair = KeyValue
 
 
 class Event:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import collections
 import itertools
+import logging
 import threading
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -45,9 +46,21 @@ SYNC_MAX_WATCHERS = 512          # etcd's maxWatchersPerSync
 SYNC_INTERVAL_S = 0.1            # etcd's watchResyncPeriod
 
 _HDR_unpack = schema.HDR.unpack_from
+_log = logging.getLogger(__name__)
 
 # A change as the write batch records it: (main, sub, key, record | None, prev record | None)
 Change = tuple
+
+
+def _notify_all(watchers: list[Watcher]) -> None:
+    """Call the watchers' notify hooks; a failing hook is logged, never
+    allowed to break the writer or the sync loop that delivered."""
+    for w in watchers:
+        if w._notify is not None:
+            try:
+                w._notify(w)
+            except Exception:
+                _log.exception("watch notify hook of watcher %s failed", w.watch_id)
 
 
 class WatchResponse:
@@ -135,7 +148,7 @@ class _EventCache:
         if ev is None:
             main, _sub, key, rec, _prev = self.changes[i]
             if rec is None:
-                kv = t.KeyValue(key, 0, main, 0, b"", 0)
+                kv = t.KeyValue.make(key, 0, main, 0, b"", 0)
                 kind = t.DELETE
             else:
                 kv = reads.kv_of(key, rec)
@@ -311,9 +324,7 @@ class WatchHub:
                     continue
                 w._pending.append(WatchResponse(w.watch_id, events, revision))
                 notify.append(w)
-        for w in notify:
-            if w._notify is not None:
-                w._notify(w)
+        _notify_all(notify)
         if len(notify) != len(hits):
             self._wake.set()
 
@@ -343,9 +354,7 @@ class WatchHub:
         if ready:
             delivered = self._catch_up(ready)
             notify.extend(delivered)
-        for w in notify:
-            if w._notify is not None:
-                w._notify(w)
+        _notify_all(notify)
         with self._lock:
             return len(self._unsynced)
 
@@ -394,8 +403,7 @@ class WatchHub:
             if not watcher.synced or watcher.canceled:
                 return False
             watcher._pending.append(WatchResponse(watcher.watch_id, [], self._published))
-        if watcher._notify is not None:
-            watcher._notify(watcher)
+        _notify_all([watcher])
         return True
 
     def progress_revision(self, watchers: Iterable[Watcher]) -> int | None:

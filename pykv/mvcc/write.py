@@ -62,6 +62,8 @@ class WriteBatch:
         st = self._store
         self._txn = st._env.begin(write=True)
         self._tables = st._tables
+        self._kv_db = st._tables.kv
+        self._rev_db = st._tables.rev
         self.revision = st._revision
         self._compact = st._compact_revision
         self._lease_seq = st._lease_seq
@@ -181,7 +183,7 @@ class WriteBatch:
 
     def _write_put(self, key: bytes, kkey: bytes, value: bytes, lease: int,
                    old: bytes | None) -> bytes:
-        txn, tables = self._txn, self._tables
+        txn = self._txn
         main, sub = self._main, self._sub
         self._sub = sub + 1
         if old is None:
@@ -194,16 +196,19 @@ class WriteBatch:
             rec = _HDR_pack(create, main, version, lease, sub, 0) + value
         else:
             rec = _HDR_pack(create, main, version, lease, sub, len(key)) + key + value
-        txn.put(kkey, rec, db=tables.kv)
-        txn.put(_REV_pack(main, sub), key, db=tables.rev, append=True)
+        txn.put(kkey, rec, db=self._kv_db)
+        txn.put(_REV_pack(main, sub), key, db=self._rev_db, append=True)
         if old_lease != lease:
-            if old_lease:
-                txn.delete(_lease_id_bytes(old_lease) + kkey, db=tables.lease_keys)
-            if lease:
-                txn.put(_lease_id_bytes(lease) + kkey, b"" if kkey is key else key,
-                        db=tables.lease_keys)
+            self._move_lease(key, kkey, old_lease, lease)
         self._changes.append((main, sub, key, rec, old))
         return rec
+
+    def _move_lease(self, key: bytes, kkey: bytes, old_lease: int, lease: int) -> None:
+        txn, lease_keys = self._txn, self._tables.lease_keys
+        if old_lease:
+            txn.delete(_lease_id_bytes(old_lease) + kkey, db=lease_keys)
+        if lease:
+            txn.put(_lease_id_bytes(lease) + kkey, b"" if kkey is key else key, db=lease_keys)
 
     def _write_delete(self, key: bytes, old: bytes) -> None:
         txn, tables = self._txn, self._tables
@@ -224,20 +229,29 @@ class WriteBatch:
 
     def put(self, req: Any) -> t.PutResult:
         """PutRequest -> PutResult (``prev_kv`` when asked for)."""
-        return self._run(self._put, req)
+        # The hottest path of apply: _run's work is inlined here.
+        try:
+            result = self._put(req)
+        except lmdb.MapFullError:
+            self._grow_and_replay()
+            return self.put(req)
+        self._log.append((self._put, (req,)))
+        return result
 
     def _put(self, req: Any) -> t.PutResult:
         check_put(req)
-        self._check_writable()
-        self._open_request()
+        if self._alarms:
+            self._check_writable()
+        self._main = self.revision + 1
+        self._sub = 0
         result = self._apply_put(req)
-        self._close_request()
+        self.revision = self._main
         return result
 
     def _apply_put(self, req: Any) -> t.PutResult:
         key = req.key
         kkey = key if len(key) <= _KMAX else s.kv_key(key)
-        old = self._txn.get(kkey, db=self._tables.kv)
+        old = self._txn.get(kkey, db=self._kv_db)
         value, lease = req.value, req.lease
         if req.ignore_value or req.ignore_lease:
             if old is None:
@@ -249,8 +263,9 @@ class WriteBatch:
         if lease and not self._lease_exists(lease):
             raise errors.LeaseNotFound()
         self._write_put(key, kkey, value, lease, old)
-        prev = reads.kv_of(key, old) if (req.prev_kv and old is not None) else None
-        return t.PutResult(self._main, prev)
+        if req.prev_kv and old is not None:
+            return t.PutResult(self._main, reads.kv_of(key, old))
+        return t.PutResult(self._main, None)
 
     # --- DeleteRange ----------------------------------------------------------------------
 

@@ -56,9 +56,9 @@ class Model:
         changes = self.history.get(key)
         current = changes[-1][2] if changes else None
         if current is None:
-            kv = KeyValue(key, main, main, 1, value, 0)
+            kv = KeyValue.make(key, main, main, 1, value, 0)
         else:
-            kv = KeyValue(key, current.create_revision, main, current.version + 1, value, 0)
+            kv = KeyValue.make(key, current.create_revision, main, current.version + 1, value, 0)
         self.history.setdefault(key, []).append((main, sub, kv))
         self.revision = max(self.revision, main)
         return main

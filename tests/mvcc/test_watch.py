@@ -230,3 +230,14 @@ def test_background_sync_keeps_up_with_a_writer_thread(store, apply):
 def _drain(w, got):
     got[id(w)].extend(rev for *_, rev in events(w))
     return True
+
+
+def test_a_failing_notify_hook_does_not_break_the_writer(store, apply, caplog):
+    def broken(watcher):
+        raise RuntimeError("consumer bug")
+
+    w = store.watch(b"k", notify=broken)
+    put(apply, b"k")
+    put(apply, b"k")
+    assert store.revision == 3 and len(w.take()) == 2
+    assert "notify hook" in caplog.text

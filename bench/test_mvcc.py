@@ -1,0 +1,237 @@
+"""MVCC store benchmarks, each beside raw ``lmdb`` doing the same work in the
+same run (the machine is shared and noisy: compare ratios, not seconds).
+
+Run:  python -m pytest bench/test_mvcc.py -s -q -p no:cacheprovider
+      (PYKV_BENCH_KEYS=1000000 is the default key count for point gets.)
+
+Each test interleaves rounds of pykv and of the reference, keeps the best
+round of each (the least disturbed by other load), prints one line
+``<workload>: pykv X/s, reference Y/s, ratio X/Y`` and stores the same in
+``benchmark.extra_info``; pytest-benchmark's own table times the pykv side.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+import time
+from typing import Callable
+
+import lmdb
+import pytest
+
+from pykv.mvcc import PutRequest, RangeRequest, Store
+
+KEYS = int(os.environ.get("PYKV_BENCH_KEYS", "1000000"))
+VALUE = b"v" * 100
+ROUNDS = int(os.environ.get("PYKV_BENCH_ROUNDS", "7"))
+
+
+def best_of(fn: Callable[[], int], rounds: int = ROUNDS) -> float:
+    """Operations per second of the best round (fn returns its op count)."""
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        ops = fn()
+        best = max(best, ops / (time.perf_counter() - start))
+    return best
+
+
+def compare(benchmark, name: str, pykv_fn: Callable[[], int], ref_fn: Callable[[], int],
+            rounds: int = ROUNDS, unit: str = "ops/s") -> float:
+    pykv_best = ref_best = 0.0
+    for _ in range(rounds):  # interleaved, so both sides see the same load
+        pykv_best = max(pykv_best, best_of(pykv_fn, 1))
+        ref_best = max(ref_best, best_of(ref_fn, 1))
+    ratio = pykv_best / ref_best
+    benchmark.extra_info.update({"pykv": pykv_best, "reference": ref_best, "ratio": ratio,
+                                 "unit": unit})
+    print(f"\n{name}: pykv {pykv_best:,.0f} {unit}, reference {ref_best:,.0f} {unit}, "
+          f"ratio {ratio:.2f}")
+    benchmark.pedantic(pykv_fn, rounds=3, iterations=1)
+    return ratio
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    path = tempfile.mkdtemp(prefix="pykv-bench-mvcc-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def raw_env(path: str) -> tuple[lmdb.Environment, object]:
+    env = lmdb.open(path, subdir=False, map_size=8 << 30, sync=False, max_dbs=2,
+                    readahead=False, meminit=False)
+    return env, env.open_db(b"kv")
+
+
+# --- apply: 1,000-put batches ---------------------------------------------------------
+
+
+def test_apply_1000_put_batches(benchmark, workdir):
+    store = Store.open(os.path.join(workdir, "apply.db"))
+    env, db = raw_env(os.path.join(workdir, "apply-raw.db"))
+    batch = 1000
+    counter = {"pykv": 0, "raw": 0}
+    requests = [PutRequest(b"", VALUE) for _ in range(batch)]
+
+    def pykv_batch() -> int:
+        n = counter["pykv"]
+        for i, req in enumerate(requests):
+            req.key = b"key/%012d" % ((n * batch + i) * 7919 % 10_000_000)
+        counter["pykv"] = n + 1
+        with store.write(store.applied_index + 1) as w:
+            for req in requests:
+                w.put(req)
+        return batch
+
+    def raw_batch() -> int:
+        n = counter["raw"]
+        with env.begin(write=True, db=db) as txn:
+            for i in range(batch):
+                txn.put(b"key/%012d" % ((n * batch + i) * 7919 % 10_000_000), VALUE)
+        counter["raw"] = n + 1
+        return batch
+
+    try:
+        ratio = compare(benchmark, "apply 1000-put batches", lambda: sum(
+            pykv_batch() for _ in range(10)), lambda: sum(raw_batch() for _ in range(10)),
+            unit="puts/s")
+        assert ratio > 0.15  # a regression guard; the target is >= 100k puts/s absolute
+    finally:
+        store.close()
+        env.close()
+
+
+# --- point gets on many keys ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loaded(workdir):
+    store = Store.open(os.path.join(workdir, "gets.db"))
+    env, db = raw_env(os.path.join(workdir, "gets-raw.db"))
+    keys = [b"key/%010d" % i for i in range(KEYS)]
+    for start in range(0, KEYS, 10_000):
+        with store.write(store.applied_index + 1) as w:
+            for key in keys[start:start + 10_000]:
+                w.put(PutRequest(key, VALUE))
+        with env.begin(write=True, db=db) as txn:
+            for key in keys[start:start + 10_000]:
+                txn.put(key, VALUE)
+    yield store, env, db, keys
+    store.close()
+    env.close()
+
+
+def test_point_get(benchmark, loaded):
+    store, env, db, keys = loaded
+    sample = random.Random(1).sample(keys, 100_000)
+    get = store.get_value
+
+    def pykv_gets() -> int:
+        for key in sample:
+            get(key)
+        return len(sample)
+
+    def raw_gets_txn_per_get() -> int:
+        for key in sample:
+            with env.begin(db=db) as txn:
+                txn.get(key)
+        return len(sample)
+
+    def raw_gets_shared_txn() -> int:
+        with env.begin(db=db) as txn:
+            g = txn.get
+            for key in sample:
+                g(key)
+        return len(sample)
+
+    ratio = compare(benchmark, f"point get_value, {KEYS:,} keys (reference: a read txn per get)",
+                    pykv_gets, raw_gets_txn_per_get, unit="gets/s")
+    shared = best_of(raw_gets_shared_txn)
+    kv = best_of(lambda: sum(1 for key in sample if store.get(key)))
+    print(f"point get (KeyValue): {kv:,.0f} gets/s; raw lmdb, one txn for all gets: "
+          f"{shared:,.0f} gets/s; get_value/shared {benchmark.extra_info['pykv'] / shared:.2f}, "
+          f"get/shared {kv / shared:.2f}")
+    benchmark.extra_info.update({"raw_shared_txn": shared, "get_keyvalue": kv})
+    assert ratio >= 0.5
+
+
+# --- ranges of 1,000 keys -----------------------------------------------------------------------
+
+
+def test_range_1000_keys(benchmark, loaded):
+    store, env, db, keys = loaded
+    starts = random.Random(2).sample(range(0, KEYS - 1000), 50)
+    requests = [RangeRequest(keys[s], keys[s + 1000]) for s in starts]
+
+    def pykv_ranges() -> int:
+        for req in requests:
+            assert len(store.range(req).kvs) == 1000
+        return len(requests)
+
+    def pykv_ranges_raw() -> int:
+        for req in requests:
+            store.range_raw(req)
+        return len(requests)
+
+    def raw_ranges() -> int:
+        with env.begin(db=db) as txn:
+            for s in starts:
+                end = keys[s + 1000]
+                cur = txn.cursor()
+                cur.set_range(keys[s])
+                out = []
+                for k, v in cur.iternext():
+                    if k >= end:
+                        break
+                    out.append((k, v))
+        return len(starts)
+
+    ratio = compare(benchmark, "range of 1000 keys -> KeyValue objects", pykv_ranges, raw_ranges,
+                    unit="ranges/s")
+    raw_ratio = best_of(pykv_ranges_raw) / benchmark.extra_info["reference"]
+    print(f"range of 1000 keys -> protobuf bytes (range_raw): ratio {raw_ratio:.2f}")
+    benchmark.extra_info["range_raw_ratio"] = raw_ratio
+    assert ratio >= 0.3
+
+
+# --- watch delivery -------------------------------------------------------------------------------
+
+
+def test_watch_delivery_to_1000_watchers(benchmark, workdir):
+    """One put, delivered to 1000 watchers of that key (and 1000 of a prefix);
+    the reference appends one object to each of 2000 deques (the least any
+    delivery can do)."""
+    import collections
+
+    store = Store.open(os.path.join(workdir, "watch.db"))
+    watchers = [store.watch(b"hot") for _ in range(1000)]
+    watchers += [store.watch(b"h", b"i") for _ in range(1000)]
+    queues = [collections.deque() for _ in range(2000)]
+    puts = 20
+
+    def pykv_deliver() -> int:
+        for _ in range(puts):
+            with store.write(store.applied_index + 1) as w:
+                w.put(PutRequest(b"hot", VALUE))
+            for watcher in watchers:
+                watcher.take()
+        return puts * len(watchers)
+
+    def reference() -> int:
+        for _ in range(puts):
+            item = object()
+            for q in queues:
+                q.append(item)
+            for q in queues:
+                q.clear()
+        return puts * len(queues)
+
+    try:
+        compare(benchmark, "watch events delivered (2000 watchers, incl. take())", pykv_deliver,
+                reference, unit="events/s")
+    finally:
+        store.close()
