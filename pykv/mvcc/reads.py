@@ -43,11 +43,6 @@ def kv_of(key: bytes, rec: bytes) -> t.KeyValue:
     return _kv_from_pair((key, rec))
 
 
-def _without_value(pair: tuple[bytes, bytes]) -> t.KeyValue:
-    key, rec = pair
-    return _kv_from_pair((key, rec[:_HB + _HDR_unpack(rec)[5]]))
-
-
 def select(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
            compacted: int) -> tuple[Pairs, bool, int]:
     """(pairs, more, count) for a RangeRequest read as of ``current``."""
@@ -134,5 +129,6 @@ _SORT_KEYS = {
 def execute(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
             compacted: int) -> t.RangeResult:
     pairs, more, count = select(txn, tables, req, current, compacted)
-    kvs = list(map(_without_value if req.keys_only else _kv_from_pair, pairs))
-    return t.RangeResult(kvs, more, count, current)
+    if req.keys_only:
+        pairs = [(key, rec[:_HB + _HDR_unpack(rec)[5]]) for key, rec in pairs]
+    return t.RangeResult(t.KeyValues(pairs), more, count, current)

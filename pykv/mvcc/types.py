@@ -8,6 +8,7 @@ hands them to users as they are.
 
 from __future__ import annotations
 
+import collections.abc
 import operator
 import struct
 from typing import Any
@@ -18,6 +19,7 @@ _HDR = struct.Struct("<qqqqII")
 _HDR_pack = _HDR.pack
 _HDR_unpack = _HDR.unpack_from
 _HDR_BYTES = _HDR.size
+_EXTRA_unpack = struct.Struct("<36xI").unpack_from  # key_extra alone
 
 # etcd enum numbers (rpc.proto / kv.proto)
 PUT = 0
@@ -36,14 +38,16 @@ ALARM_GET, ALARM_ACTIVATE, ALARM_DEACTIVATE = 0, 1, 2
 
 
 class KeyValue(tuple):
-    """``mvccpb.KeyValue``, as a read-only view over a stored record.
+    """``mvccpb.KeyValue``, as the tuple ``(key, value, header)``.
 
-    It is the pair ``(key, record)`` (see ``pykv.mvcc.schema``), and each
-    field is decoded when read, so a range builds its results at C speed
-    (``map(KeyValue, pairs)``) and a caller pays only for the fields it looks
-    at. Build one from field values with ``KeyValue.make(key, ...)``; compare
-    fields, not tuples. A DELETE event's kv has only ``key`` and
-    ``mod_revision`` (the delete's revision) set, as in etcd.
+    ``header`` is the stored record's fixed header (see ``pykv.mvcc.schema``);
+    ``create_revision``, ``mod_revision``, ``version`` and ``lease`` are
+    decoded from it when read, while ``key`` and ``value`` are plain item
+    getters. So a range builds its results with C-speed ``map``/``zip`` and a
+    caller pays only for the fields it looks at. Build one from field values
+    with ``KeyValue.make(key, ...)``; compare fields, not tuples. A DELETE
+    event's kv has only ``key`` and ``mod_revision`` (the delete's revision)
+    set, as in etcd.
     """
 
     __slots__ = ()
@@ -51,35 +55,30 @@ class KeyValue(tuple):
     @classmethod
     def make(cls, key: bytes, create_revision: int = 0, mod_revision: int = 0,
              version: int = 0, value: bytes = b"", lease: int = 0) -> KeyValue:
-        record = _HDR_pack(create_revision, mod_revision, version, lease, 0, 0) + value
-        return cls((key, record))
+        return cls((key, value, _HDR_pack(create_revision, mod_revision, version, lease, 0, 0)))
 
     key = property(operator.itemgetter(0), doc="the key")
+    value = property(operator.itemgetter(1), doc="the value (empty with keys_only)")
 
     @property
     def create_revision(self) -> int:
-        return _HDR_unpack(self[1])[0]
+        return _HDR_unpack(self[2])[0]
 
     @property
     def mod_revision(self) -> int:
-        return _HDR_unpack(self[1])[1]
+        return _HDR_unpack(self[2])[1]
 
     @property
     def version(self) -> int:
-        return _HDR_unpack(self[1])[2]
+        return _HDR_unpack(self[2])[2]
 
     @property
     def lease(self) -> int:
-        return _HDR_unpack(self[1])[3]
-
-    @property
-    def value(self) -> bytes:
-        record = self[1]
-        return record[_HDR_BYTES + _HDR_unpack(record)[5]:]
+        return _HDR_unpack(self[2])[3]
 
     def _fields(self) -> tuple:
-        create, mod, version, lease, _sub, extra = _HDR_unpack(self[1])
-        return (self[0], create, mod, version, self[1][_HDR_BYTES + extra:], lease)
+        create, mod, version, lease, _sub, _extra = _HDR_unpack(self[2])
+        return (self[0], create, mod, version, self[1], lease)
 
     def __eq__(self, other: Any) -> bool:
         return isinstance(other, KeyValue) and self._fields() == other._fields()
@@ -96,8 +95,68 @@ class KeyValue(tuple):
                 f"version={version}, value={value!r}, lease={lease})")
 
 
-#: KeyValue from a stored (key, record) pair (tuple's own constructor: C speed).
-kv_from_pair = KeyValue
+def kv_from_pair(pair: tuple[bytes, bytes]) -> KeyValue:
+    """KeyValue from a stored (key, record) pair."""
+    key, record = pair
+    return KeyValue((key, record[_HDR_BYTES + _EXTRA_unpack(record)[0]:], record[:_HDR_BYTES]))
+
+
+_FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
+_VALUE_OF = operator.itemgetter(slice(_HDR_BYTES, None))
+_HEADER_OF = operator.itemgetter(slice(0, _HDR_BYTES))
+_EXTRA_OF = operator.itemgetter(slice(36, 40))
+_NO_EXTRA = {b"\x00\x00\x00\x00"}
+
+
+class KeyValues(collections.abc.Sequence):
+    """The ``kvs`` of a Range: a read-only sequence of ``KeyValue`` over the
+    stored (key, record) pairs, each built when it is read (at C speed when
+    iterated). The pairs are plain tuples the garbage collector soon stops
+    tracking, so a large answer costs no collection passes over the
+    caller's heap."""
+
+    __slots__ = ("_pairs", "_plain")
+
+    def __init__(self, pairs: list[tuple[bytes, bytes]]):
+        self._pairs = pairs
+        # Records of long keys carry the key before the value: those decode one by one.
+        self._plain = set(map(_EXTRA_OF, map(_SECOND, pairs))) <= _NO_EXTRA
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return KeyValues(self._pairs[i])
+        return kv_from_pair(self._pairs[i])
+
+    def __iter__(self):
+        pairs = self._pairs
+        if not self._plain:
+            return map(kv_from_pair, pairs)
+        records = list(map(_SECOND, pairs))
+        return map(KeyValue, zip(map(_FIRST, pairs), map(_VALUE_OF, records),
+                                 map(_HEADER_OF, records)))
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        """Just (key, value) pairs, built at C speed: the cheapest way to read
+        a large range when the revisions are not needed."""
+        pairs = self._pairs
+        if not self._plain:
+            return [(kv[0], kv[1]) for kv in map(kv_from_pair, pairs)]
+        return list(zip(map(_FIRST, pairs), map(_VALUE_OF, map(_SECOND, pairs))))
+
+    def keys(self) -> list[bytes]:
+        return list(map(_FIRST, self._pairs))
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, (KeyValues, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"KeyValues({list(self)!r})"
 
 
 class Event:
@@ -125,7 +184,7 @@ class RangeResult:
 
     __slots__ = ("kvs", "more", "count", "revision")
 
-    def __init__(self, kvs: list[KeyValue], more: bool, count: int, revision: int):
+    def __init__(self, kvs: KeyValues | list[KeyValue], more: bool, count: int, revision: int):
         self.kvs = kvs
         self.more = more
         self.count = count

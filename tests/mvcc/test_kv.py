@@ -400,3 +400,17 @@ def test_range_raw_is_the_protobuf_range_response(store, apply):
     assert fields[2:] == [(3, 1), (4, 2)]  # more, count
     keys_only = store.range_raw(RangeRequest(b"b", keys_only=True))
     assert _fields(_fields(keys_only.kvs_wire)[0][1]) == [(1, b"b"), (2, 3), (3, 3), (4, 1)]
+
+
+def test_range_kvs_is_a_lazy_sequence_with_fast_item_access(store, apply):
+    apply.put(PutRequest(b"a", b"1"))
+    apply.put(PutRequest(b"L" * 600, b"long"))  # a long key: its record carries the key
+    apply.put(PutRequest(b"b", b"2"))
+    kvs = store.range(RangeRequest(b"\x00", b"\x00")).kvs
+    assert len(kvs) == 3 and kvs[0].key == b"L" * 600 and kvs[-1].value == b"2"
+    assert kvs.items() == [(b"L" * 600, b"long"), (b"a", b"1"), (b"b", b"2")]
+    assert kvs.keys() == [b"L" * 600, b"a", b"b"]
+    assert [kv.version for kv in kvs[1:]] == [1, 1]
+    plain = store.range(RangeRequest(b"a", b"c")).kvs
+    assert plain.items() == [(b"a", b"1"), (b"b", b"2")]
+    assert list(plain) == [store.get(b"a"), store.get(b"b")]

@@ -37,7 +37,7 @@ values = st.binary(max_size=8)
 ends = st.sampled_from([b"", b"\x00", b"b", b"c", b"d", b"a\x00\x00", LONG + b"15", b"\xff\xff"])
 
 PROFILE = os.environ.get("PYKV_HYPOTHESIS", "ci")
-EXAMPLES = {"ci": 25, "long": 400}[PROFILE]
+EXAMPLES = {"ci": 60, "long": 400}[PROFILE]
 STEPS = {"ci": 40, "long": 120}[PROFILE]
 
 
