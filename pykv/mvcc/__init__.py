@@ -36,7 +36,8 @@ before proposing them.
 Reading, from any thread (each thread reuses one LMDB read transaction until
 a write commits)::
 
-    store.range(req)       -> RangeResult(kvs, more, count, revision)
+    store.range(req)       -> RangeResult(kvs, more, count, revision); kvs is a lazy
+                              sequence of KeyValue; kvs.items() -> [(key, value)] fast
     store.range_raw(req)   -> RangeRawResult: kvs already protobuf-encoded (C);
                               .response_bytes(header_bytes) is a whole RangeResponse
     store.get(key)         -> KeyValue | None    (current revision, fastest path)
@@ -66,6 +67,8 @@ Durability, space, compaction, snapshots::
     store.close()
 
 Results are ``__slots__`` classes with etcd's field names (``pykv.mvcc.types``).
+``KeyValue`` is the tuple (key, value, header) with etcd's field names as
+properties (revisions decoded on access); build one with ``KeyValue.make``.
 The LMDB layout is described in ``pykv.mvcc.schema``.
 """
 

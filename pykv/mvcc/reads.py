@@ -9,6 +9,7 @@ as protobuf in C for the gRPC server.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import lmdb
@@ -18,6 +19,7 @@ from pykv.mvcc import index, schema as s, types as t
 from pykv.mvcc.requests import check_range, range_bounds
 
 _HDR_unpack = s.HDR.unpack_from
+_first = operator.itemgetter(0)
 _HB = s.HDR_BYTES
 
 Pairs = list[tuple[bytes, bytes]]
@@ -131,4 +133,9 @@ def execute(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
     pairs, more, count = select(txn, tables, req, current, compacted)
     if req.keys_only:
         pairs = [(key, rec[:_HB + _HDR_unpack(rec)[5]]) for key, rec in pairs]
-    return t.RangeResult(t.KeyValues(pairs), more, count, current)
+    # At the current revision only keys over KV_KEY_MAX have records with the
+    # key inside; elsewhere (history) KeyValues checks the records itself.
+    plain = None
+    if not req.revision or req.revision == current:
+        plain = not pairs or max(map(len, map(_first, pairs))) <= s.KV_KEY_MAX
+    return t.RangeResult(t.KeyValues(pairs, plain), more, count, current)

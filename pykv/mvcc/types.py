@@ -118,10 +118,13 @@ class KeyValues(collections.abc.Sequence):
 
     __slots__ = ("_pairs", "_plain")
 
-    def __init__(self, pairs: list[tuple[bytes, bytes]]):
+    def __init__(self, pairs: list[tuple[bytes, bytes]], plain: bool | None = None):
         self._pairs = pairs
-        # Records of long keys carry the key before the value: those decode one by one.
-        self._plain = set(map(_EXTRA_OF, map(_SECOND, pairs))) <= _NO_EXTRA
+        # Records of long keys carry the key before the value: those decode one
+        # by one. ``plain``: the caller knows none does (skips this check).
+        if plain is None:
+            plain = set(map(_EXTRA_OF, map(_SECOND, pairs))) <= _NO_EXTRA
+        self._plain = plain
 
     def __len__(self) -> int:
         return len(self._pairs)
