@@ -16,6 +16,7 @@ flags: the GIL orders the plain attribute writes).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -36,6 +37,7 @@ COMPACT_BATCH_CHANGES = 1000         # etcd compacts 1000 revisions per batch
 _MIN_MAP_BYTES = 64 << 20
 _MAX_READERS = 512
 
+_log = logging.getLogger(__name__)
 _HDR_unpack = s.HDR.unpack_from
 _kv_from_pair = t.kv_from_pair
 _HB = s.HDR_BYTES
@@ -233,7 +235,12 @@ class Store:
         if batch._lease_changes:
             self.lessor._apply(batch._lease_changes)
         self._gen += 1
-        self.hub._publish(batch._changes, batch.revision, self._compact_revision)
+        try:
+            self.hub._publish(batch._changes, batch.revision, self._compact_revision)
+        except Exception:  # the batch is committed: a hub bug must not undo that
+            _log.exception("publishing the events of revision %d to watchers failed; "
+                           "canceling all watchers", batch.revision)
+            self.hub.cancel_all()
         if compacted or compact_done != self._compact_done:
             with self._compacted:
                 self._compact_done = compact_done

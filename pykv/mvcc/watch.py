@@ -218,6 +218,18 @@ class WatchHub:
             self._remove(watcher)
             watcher.canceled = True
 
+    def cancel_all(self) -> None:
+        """Cancel every watcher with a canceled response (their consumers see
+        the watch end and may start over from a revision they know)."""
+        with self._lock:
+            everyone = [w for g in self._by_key.values() for w in g]
+            everyone += list(self._ranges) + list(self._unsynced)
+            for w in everyone:
+                self._remove(w)
+                w.canceled = True
+                w._pending.append(WatchResponse(w.watch_id, [], self._published, canceled=True))
+        _notify_all(everyone)
+
     def _add_synced(self, w: Watcher) -> None:
         w.synced = True
         if w.single:

@@ -414,3 +414,17 @@ def test_range_kvs_is_a_lazy_sequence_with_fast_item_access(store, apply):
     plain = store.range(RangeRequest(b"a", b"c")).kvs
     assert plain.items() == [(b"a", b"1"), (b"b", b"2")]
     assert list(plain) == [store.get(b"a"), store.get(b"b")]
+
+
+def test_a_txn_failing_midway_leaves_no_trace(store, apply):
+    """etcd checks duplicates on a from-key delete as an empty interval, so
+    [delete k.. , put k ignore_value] passes the checks and then finds k gone
+    (etcd panics there); pykv refuses the txn and keeps nothing of it."""
+    apply.put(PutRequest(b"k", b"v"))
+    txn = TxnRequest([], [delete(b"a", b"\x00"), put(b"k", b"", ignore_value=True)], [])
+    with apply.batch() as w:
+        with pytest.raises(errors.KeyNotFound):
+            w.txn(txn)
+        w.put(PutRequest(b"after", b"1"))
+    assert store.get(b"k").value == b"v" and store.get(b"after").mod_revision == 3
+    assert store.revision == 3

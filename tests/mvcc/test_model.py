@@ -4,6 +4,9 @@ revisions, compactions and restarts, checked against ``model.Model``.
 The key alphabet holds the corners: keys that are prefixes of each other,
 keys with NUL bytes, and long keys (over LMDB's 511 bytes) that share a long
 prefix, whose order the store must keep exact.
+
+CI runs 100 examples (a few seconds); ``PYKV_HYPOTHESIS=long`` runs 1000 with
+longer sequences.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ values = st.binary(max_size=8)
 ends = st.sampled_from([b"", b"\x00", b"b", b"c", b"d", b"a\x00\x00", LONG + b"15", b"\xff\xff"])
 
 PROFILE = os.environ.get("PYKV_HYPOTHESIS", "ci")
-EXAMPLES = {"ci": 60, "long": 400}[PROFILE]
+EXAMPLES = {"ci": 100, "long": 1000}[PROFILE]
 STEPS = {"ci": 40, "long": 120}[PROFILE]
 
 

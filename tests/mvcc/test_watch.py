@@ -241,3 +241,16 @@ def test_a_failing_notify_hook_does_not_break_the_writer(store, apply, caplog):
     put(apply, b"k")
     assert store.revision == 3 and len(w.take()) == 2
     assert "notify hook" in caplog.text
+
+
+def test_a_hub_failure_cancels_watchers_but_keeps_the_commit(store, apply, monkeypatch):
+    w = store.watch(b"k")
+
+    def broken(*args):
+        raise RuntimeError("hub bug")
+
+    monkeypatch.setattr(store.hub, "_publish", broken)
+    result = put(apply, b"k", b"kept")
+    assert store.get(b"k").value == b"kept" and store.revision == result
+    [response] = w.take()
+    assert response.canceled and w.canceled
