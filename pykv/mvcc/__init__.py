@@ -40,6 +40,7 @@ a write commits)::
                               sequence of KeyValue; kvs.items() -> [(key, value)] fast
     store.range_raw(req)   -> RangeRawResult: kvs already protobuf-encoded (C);
                               .response_bytes(header_bytes) is a whole RangeResponse
+    store.txn_read(req)    -> TxnResult for a txn with only ranges (reads.txn_writes false)
     store.get(key)         -> KeyValue | None    (current revision, fastest path)
     store.get_value(key)   -> bytes | None
     store.hash_kv(rev)     -> HashKVResult(hash, revision, compact_revision)

@@ -16,7 +16,7 @@ import lmdb
 
 from pykv import errors
 from pykv.mvcc import index, schema as s, types as t
-from pykv.mvcc.requests import check_range, range_bounds
+from pykv.mvcc.requests import check_range, check_txn, range_bounds
 
 _HDR_unpack = s.HDR.unpack_from
 _first = operator.itemgetter(0)
@@ -139,3 +139,146 @@ def execute(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
     if not req.revision or req.revision == current:
         plain = not pairs or max(map(len, map(_first, pairs))) <= s.KV_KEY_MAX
     return t.RangeResult(t.KeyValues(pairs, plain), more, count, current)
+
+
+# --- Txn pieces shared by the write batch and read-only txns ------------------------------
+
+
+def live_pairs(txn: lmdb.Transaction, tables: index.Tables, key: bytes,
+               range_end: bytes) -> Pairs:
+    """(key, record) of the live keys a request's key/range_end cover."""
+    start, end, single = range_bounds(key, range_end)
+    if single:
+        rec = txn.get(s.kv_key(start), db=tables.kv)
+        return [] if rec is None else [(start, rec)]
+    if end is not None and end <= start:
+        return []
+    return index.scan_live(txn, tables, start, end)
+
+
+def compare_path(txn: lmdb.Transaction, tables: index.Tables, req: Any) -> list:
+    """[succeeded, nested paths...] for a txn tree, every compare evaluated
+    on the state ``txn`` sees (etcd's compareToPath: before any op runs)."""
+    succeeded = all(compare(txn, tables, cmp) for cmp in req.compare)
+    path: list = [succeeded]
+    for op in (req.success if succeeded else req.failure):
+        if op.WhichOneof("request") == "request_txn":
+            path.append(compare_path(txn, tables, op.request_txn))
+    return path
+
+
+def compare(txn: lmdb.Transaction, tables: index.Tables, cmp: Any) -> bool:
+    """etcd's applyCompare: every key in the range must pass; a missing key
+    compares as zeros, except that a VALUE compare on it always fails."""
+    pairs = live_pairs(txn, tables, cmp.key, cmp.range_end)
+    target = cmp.target
+    if not pairs:
+        if target == t.CMP_VALUE:
+            return False
+        return _compare_one(cmp, target, 0, 0, 0, 0, b"")
+    for _key, rec in pairs:
+        create, mod, version, lease, _sub, extra = _HDR_unpack(rec)
+        value = rec[_HB + extra:] if target == t.CMP_VALUE else b""
+        if not _compare_one(cmp, target, create, mod, version, lease, value):
+            return False
+    return True
+
+
+def _compare_one(cmp: Any, target: int, create: int, mod: int, version: int, lease: int,
+                 value: bytes) -> bool:
+    if target == t.CMP_VALUE:
+        a, b = value, cmp.value
+    elif target == t.CMP_CREATE:
+        a, b = create, cmp.create_revision
+    elif target == t.CMP_MOD:
+        a, b = mod, cmp.mod_revision
+    elif target == t.CMP_VERSION:
+        a, b = version, cmp.version
+    elif target == t.CMP_LEASE:
+        a, b = lease, cmp.lease
+    else:
+        return True
+    result = cmp.result
+    if result == t.CMP_EQUAL:
+        return a == b
+    if result == t.CMP_NOT_EQUAL:
+        return a != b
+    if result == t.CMP_GREATER:
+        return a > b
+    if result == t.CMP_LESS:
+        return a < b
+    return True
+
+
+def check_txn_range(rev: int, current: int, compacted: int) -> None:
+    """etcd's checkRange for a Range inside a txn: unlike a plain Range, a
+    negative revision there is below the compact revision (ErrCompacted)."""
+    if rev == 0:
+        return
+    if rev > current:
+        raise errors.FutureRevision()
+    if compacted and rev < compacted:
+        raise errors.Compacted()
+
+
+def check_txn_ranges(req: Any, path: list, current: int, compacted: int) -> None:
+    """``check_txn_range`` on every Range of the chosen branches."""
+    nested = iter(path[1:])
+    for op in (req.success if path[0] else req.failure):
+        kind = op.WhichOneof("request")
+        if kind == "request_range":
+            check_txn_range(op.request_range.revision, current, compacted)
+        elif kind == "request_txn":
+            check_txn_ranges(op.request_txn, next(nested), current, compacted)
+
+
+def txn_puts(req: Any) -> bool:
+    """Whether either branch (at any depth) holds a put: such a txn costs
+    space and is refused under the NOSPACE alarm (etcd's quota cost)."""
+    for op in list(req.success) + list(req.failure):
+        kind = op.WhichOneof("request")
+        if kind == "request_put":
+            return True
+        if kind == "request_txn" and txn_puts(op.request_txn):
+            return True
+    return False
+
+
+def txn_writes(req: Any) -> bool:
+    """Whether either branch (at any depth) can change the store (etcd's
+    !IsTxnReadonly): only such txns need to go through Raft."""
+    for op in list(req.success) + list(req.failure):
+        kind = op.WhichOneof("request")
+        if kind in ("request_put", "request_delete_range"):
+            return True
+        if kind == "request_txn" and txn_writes(op.request_txn):
+            return True
+    return False
+
+
+def readonly_txn(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
+                 compacted: int, max_txn_ops: int) -> t.TxnResult:
+    """A txn whose branches hold only ranges (``txn_writes`` false), served
+    from a read transaction as etcd serves them, without Raft."""
+    check_txn(req, max_txn_ops)
+    if txn_writes(req):
+        raise ValueError("a txn with puts or deletes must go through the write path")
+    path = compare_path(txn, tables, req)
+    check_txn_ranges(req, path, current, compacted)
+    return _run_ranges(txn, tables, req, path, current, compacted)
+
+
+def _run_ranges(txn: lmdb.Transaction, tables: index.Tables, req: Any, path: list,
+                current: int, compacted: int) -> t.TxnResult:
+    nested = iter(path[1:])
+    responses: list = []
+    for op in (req.success if path[0] else req.failure):
+        kind = op.WhichOneof("request")
+        if kind == "request_range":
+            responses.append(execute(txn, tables, op.request_range, current, compacted))
+        elif kind == "request_txn":
+            responses.append(_run_ranges(txn, tables, op.request_txn, next(nested), current,
+                                         compacted))
+        else:
+            responses.append(None)
+    return t.TxnResult(current, path[0], responses)

@@ -40,7 +40,6 @@ CHUNK_RAW_BYTES = 1 << 20               # target size of one chunk before compre
 CHUNK_RECORDS = 8192                    # and at most this many records
 ZSTD_LEVEL = 3
 _FRAME = lib.PYKV_SNAP_FRAME_BYTES
-_MAX = lib.PYKV_SNAP_CHUNK_MAX
 
 
 class _Writer:

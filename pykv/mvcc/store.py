@@ -422,6 +422,17 @@ class Store:
         finally:
             slot.busy = False
 
+    def txn_read(self, req: Any) -> t.TxnResult:
+        """A read-only TxnRequest (only ranges in its branches, at any depth:
+        ``pykv.mvcc.reads.txn_writes(req)`` is false), answered from a read
+        transaction without the write path, as etcd serves such txns."""
+        slot = self._read_slot()
+        try:
+            return reads.readonly_txn(slot.txn, self._tables, req, slot.revision, slot.compact,
+                                      self.max_txn_ops)
+        finally:
+            slot.busy = False
+
     def range_raw(self, req: Any) -> t.RangeRawResult:
         """Like ``range`` but with the kvs already encoded as protobuf
         (``RangeResponse`` field 2), for the gRPC server."""

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Callable
 import lmdb
 
 from pykv import errors
-from pykv.mvcc import index, reads, requests, schema as s, types as t
+from pykv.mvcc import reads, requests, schema as s, types as t
 from pykv.mvcc.lease import MAX_LEASE_TTL
-from pykv.mvcc.requests import check_delete, check_put, range_bounds
+from pykv.mvcc.requests import check_delete, check_put
 
 if TYPE_CHECKING:
     from pykv.mvcc.store import Store
@@ -282,18 +282,8 @@ class WriteBatch:
         self._close_request()
         return result
 
-    def _live_pairs(self, key: bytes, range_end: bytes) -> list[tuple[bytes, bytes]]:
-        """(key, record) of the live keys a request's key/range_end cover."""
-        start, end, single = range_bounds(key, range_end)
-        if single:
-            rec = self._txn.get(s.kv_key(start), db=self._tables.kv)
-            return [] if rec is None else [(start, rec)]
-        if end is not None and end <= start:
-            return []
-        return index.scan_live(self._txn, self._tables, start, end)
-
     def _apply_delete_range(self, req: Any) -> t.DeleteRangeResult:
-        pairs = self._live_pairs(req.key, req.range_end)
+        pairs = reads.live_pairs(self._txn, self._tables, req.key, req.range_end)
         for key, rec in pairs:
             self._write_delete(key, rec)
         prev_kvs = [reads.kv_of(k, rec) for k, rec in pairs] if req.prev_kv else []
@@ -315,12 +305,12 @@ class WriteBatch:
     def _txn_request(self, req: Any) -> t.TxnResult:
         requests.check_txn(req, self._store.max_txn_ops)
         self._check_not_corrupt()
-        if _txn_puts(req):
+        if reads.txn_puts(req):
             self._check_writable()
         self._open_request()
-        path = self._compare_path(req)
+        path = reads.compare_path(self._txn, self._tables, req)
         self._check_txn_ops(req, path)
-        if not _txn_writes(req):
+        if not reads.txn_writes(req):
             result = self._execute_txn(req, path)
             self._close_request()
             return result
@@ -343,31 +333,6 @@ class WriteBatch:
         self._close_request()
         return result
 
-    def _compare_path(self, req: Any) -> list:
-        """[succeeded, nested paths...] for the txn tree, evaluated on the
-        state before the txn (etcd's compareToPath)."""
-        succeeded = all(self._compare(cmp) for cmp in req.compare)
-        ops = req.success if succeeded else req.failure
-        path: list = [succeeded]
-        for op in ops:
-            if op.WhichOneof("request") == "request_txn":
-                path.append(self._compare_path(op.request_txn))
-        return path
-
-    def _compare(self, cmp: Any) -> bool:
-        pairs = self._live_pairs(cmp.key, cmp.range_end)
-        target = cmp.target
-        if not pairs:
-            if target == t.CMP_VALUE:
-                return False  # etcd: a value compare on a missing key always fails
-            return _compare_one(cmp, target, 0, 0, 0, 0, b"")
-        for _key, rec in pairs:
-            create, mod, version, lease, _sub, extra = _HDR_unpack(rec)
-            value = rec[_HB + extra:] if target == t.CMP_VALUE else b""
-            if not _compare_one(cmp, target, create, mod, version, lease, value):
-                return False
-        return True
-
     def _check_txn_ops(self, req: Any, path: list) -> None:
         """etcd's checkTxn on the chosen branches, before anything executes."""
         ops = req.success if path[0] else req.failure
@@ -375,15 +340,7 @@ class WriteBatch:
         for op in ops:
             kind = op.WhichOneof("request")
             if kind == "request_range":
-                # etcd's checkRange: unlike a plain Range, a negative revision
-                # here is below the compact revision (ErrCompacted).
-                rev = op.request_range.revision
-                if rev == 0:
-                    pass
-                elif rev > self.revision:
-                    raise errors.FutureRevision()
-                elif self._compact and rev < self._compact:
-                    raise errors.Compacted()
+                reads.check_txn_range(op.request_range.revision, self.revision, self._compact)
             elif kind == "request_put":
                 put = op.request_put
                 if put.ignore_value or put.ignore_lease:
@@ -512,51 +469,3 @@ class WriteBatch:
             self._txn.delete(s.ALARM.pack(member_id, alarm), db=self._tables.alarm)
             return [t.AlarmMember(member_id, alarm)]
         raise ValueError(f"unknown alarm action {action}")
-
-
-def _compare_one(cmp: Any, target: int, create: int, mod: int, version: int, lease: int,
-                 value: bytes) -> bool:
-    if target == t.CMP_VALUE:
-        a, b = value, cmp.value
-    elif target == t.CMP_CREATE:
-        a, b = create, cmp.create_revision
-    elif target == t.CMP_MOD:
-        a, b = mod, cmp.mod_revision
-    elif target == t.CMP_VERSION:
-        a, b = version, cmp.version
-    elif target == t.CMP_LEASE:
-        a, b = lease, cmp.lease
-    else:
-        return True
-    result = cmp.result
-    if result == t.CMP_EQUAL:
-        return a == b
-    if result == t.CMP_NOT_EQUAL:
-        return a != b
-    if result == t.CMP_GREATER:
-        return a > b
-    if result == t.CMP_LESS:
-        return a < b
-    return True
-
-
-def _txn_puts(req: Any) -> bool:
-    """Whether either branch (at any depth) holds a put: such a txn costs
-    space and is refused under the NOSPACE alarm (etcd's quota cost)."""
-    for op in list(req.success) + list(req.failure):
-        kind = op.WhichOneof("request")
-        if kind == "request_put":
-            return True
-        if kind == "request_txn" and _txn_puts(op.request_txn):
-            return True
-    return False
-
-
-def _txn_writes(req: Any) -> bool:
-    for op in list(req.success) + list(req.failure):
-        kind = op.WhichOneof("request")
-        if kind in ("request_put", "request_delete_range"):
-            return True
-        if kind == "request_txn" and _txn_writes(op.request_txn):
-            return True
-    return False

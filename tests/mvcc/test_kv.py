@@ -428,3 +428,22 @@ def test_a_txn_failing_midway_leaves_no_trace(store, apply):
         w.put(PutRequest(b"after", b"1"))
     assert store.get(b"k").value == b"v" and store.get(b"after").mod_revision == 3
     assert store.revision == 3
+
+
+def test_read_only_txn_is_served_without_a_write_batch(store, apply):
+    apply.put(PutRequest(b"a", b"1"))
+    apply.put(PutRequest(b"a", b"2"))
+    inner = TxnRequest([Compare(b"a", t.CMP_VALUE, t.CMP_EQUAL, value=b"2")],
+                       [rng(b"a", revision=2)], [])
+    req = TxnRequest([Compare(b"a", t.CMP_VERSION, t.CMP_EQUAL, version=2)],
+                     [rng(b"a"), RequestOp(request_txn=inner)], [rng(b"zzz")])
+    result = store.txn_read(req)
+    assert result.succeeded and result.revision == 3
+    assert result.responses[0].kvs[0].value == b"2"
+    nested = result.responses[1]
+    assert nested.succeeded and nested.responses[0].kvs[0].value == b"1"
+    with pytest.raises(errors.FutureRevision):
+        store.txn_read(TxnRequest([], [rng(b"a", revision=9)], []))
+    with pytest.raises(ValueError, match="write path"):
+        store.txn_read(TxnRequest([], [rng(b"a")], [put(b"b")]))
+    assert store.revision == 3
