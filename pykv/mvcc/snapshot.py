@@ -20,8 +20,10 @@ target and renames it into place only after the trailer checks out.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
+from operator import itemgetter
 from array import array
 from typing import BinaryIO
 
@@ -36,10 +38,12 @@ from pykv.mvcc import index, schema as s
 FORMAT_VERSION = 1
 SNAP_HEADER = struct.Struct("<IIqqq")   # format, schema, revision, compact revision, applied index
 SNAP_TRAILER = struct.Struct("<QQ")     # records, xxh64 of all raw chunk payloads
-CHUNK_RAW_BYTES = 1 << 20               # target size of one chunk before compression
-CHUNK_RECORDS = 8192                    # and at most this many records
+CHUNK_RECORDS = 8192                    # records per chunk...
+CHUNK_MAX_RAW_BYTES = 16 << 20          # ...unless they pass this many bytes before compression
 ZSTD_LEVEL = 3
 _FRAME = lib.PYKV_SNAP_FRAME_BYTES
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
 
 
 class _Writer:
@@ -89,20 +93,25 @@ def write(txn: lmdb.Transaction, tables: index.Tables, out: BinaryIO) -> int:
                               meta_int[s.META_COMPACT], meta_int[s.META_APPLIED_INDEX])
     writer.frame(lib.PYKV_SNAP_FRAME_HEADER, header, header)
     for name, table_id in s.TABLES.items():
-        keys: list[bytes] = []
-        values: list[bytes] = []
-        size = 0
-        for key, value in txn.cursor(tables.by_name[name]):
-            keys.append(key)
-            values.append(value)
-            size += len(key) + len(value) + lib.PYKV_SNAP_RECORD_OVERHEAD
-            if size >= CHUNK_RAW_BYTES or len(keys) >= CHUNK_RECORDS:
-                writer.chunk(table_id, keys, values)
-                keys, values, size = [], [], 0
-        if keys:
-            writer.chunk(table_id, keys, values)
+        records = txn.cursor(tables.by_name[name]).iternext()
+        while True:
+            items = list(itertools.islice(records, CHUNK_RECORDS))  # C-speed batch
+            if not items:
+                break
+            _write_chunks(writer, table_id, list(map(_FIRST, items)), list(map(_SECOND, items)))
     writer.trailer()
     return writer.bytes
+
+
+def _write_chunks(writer: _Writer, table_id: int, keys: list[bytes], values: list[bytes]) -> None:
+    """One chunk, or several when large values would pass CHUNK_MAX_RAW_BYTES."""
+    size = sum(map(len, keys)) + sum(map(len, values)) + lib.PYKV_SNAP_RECORD_OVERHEAD * len(keys)
+    if size <= CHUNK_MAX_RAW_BYTES or len(keys) == 1:
+        writer.chunk(table_id, keys, values)
+        return
+    half = len(keys) // 2
+    _write_chunks(writer, table_id, keys[:half], values[:half])
+    _write_chunks(writer, table_id, keys[half:], values[half:])
 
 
 class _Reader:

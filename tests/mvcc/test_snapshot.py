@@ -118,3 +118,18 @@ def test_record_index_refuses_overruns():
 
 def test_snapshot_format_constants_match_the_c_header():
     assert snapshot.SNAP_TRAILER.size == 16 and lib.PYKV_SNAP_FRAME_BYTES == 32
+
+
+def test_large_values_are_split_across_chunks(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshot, "CHUNK_MAX_RAW_BYTES", 64 << 10)
+    with store.write(1) as w:
+        for i in range(20):
+            w.put(PutRequest(b"big%d" % i, bytes([i]) * (30 << 10)))
+    data = snapshot_bytes(store)
+    assert data.count(b"PKSF") > 10
+    restored = Store.restore_snapshot(io.BytesIO(data), str(tmp_path / "big" / "db"))
+    try:
+        assert restored.hash_kv().hash == store.hash_kv().hash
+        assert restored.get(b"big7").value == bytes([7]) * (30 << 10)
+    finally:
+        restored.close()
