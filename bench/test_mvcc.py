@@ -252,3 +252,40 @@ def test_watch_delivery_to_1000_watchers(benchmark, workdir):
                 reference, unit="events/s")
     finally:
         store.close()
+
+
+# --- snapshots ----------------------------------------------------------------------------------
+
+
+def test_snapshot_write_and_restore(benchmark, workdir):
+    """Snapshot stream out and back in, beside LMDB's own compacting file copy
+    (a page copy: no per-record framing, checksums or compression)."""
+    import io
+
+    store = Store.open(os.path.join(workdir, "snap.db"))
+    keys = 200_000
+    for start in range(0, keys, 10_000):
+        with store.write(store.applied_index + 1) as w:
+            for i in range(start, start + 10_000):
+                w.put(PutRequest(b"key/%010d" % i, b"value-%d" % i * 10))
+    counter = [0]
+
+    def write_and_restore() -> int:
+        out = io.BytesIO()
+        store.write_snapshot(out)
+        out.seek(0)
+        counter[0] += 1
+        restored = Store.restore_snapshot(out, os.path.join(workdir, f"restored{counter[0]}.db"))
+        restored.close()
+        return keys
+
+    def lmdb_copy() -> int:
+        counter[0] += 1
+        store._env.copy(os.path.join(workdir, f"copy{counter[0]}.db"), compact=True)
+        return keys
+
+    try:
+        compare(benchmark, "snapshot write + restore, 200k keys", write_and_restore, lmdb_copy,
+                rounds=3, unit="keys/s")
+    finally:
+        store.close()
