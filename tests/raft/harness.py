@@ -32,6 +32,7 @@ class Cluster:
         self.queue: deque[Message] = deque()
         self.blocked: set[tuple[int, int]] = set()
         self.dropped: list[Message] = []
+        self.snapshot_requests: list[int] = []
         ids = sorted(ids)
         learners = sorted(learners)
         for node_id in ids + learners:
@@ -129,6 +130,8 @@ class Cluster:
                 self.conf_states[node_id] = node.apply_conf_change(decode_conf_change(entry.data))
             self.applied[node_id].append(entry)
         self.read_states[node_id].extend(rd.read_states)
+        if rd.snapshot_requested:
+            self.snapshot_requests.append(node_id)
         node.advance(rd)
         return rd.messages
 

@@ -234,3 +234,26 @@ def test_single_node_read_index_is_answered_at_once():
     c.nodes[1].read_index(b"solo")
     c.stabilize()
     assert [rs.request_ctx for rs in c.read_states[1]] == [b"solo"]
+
+
+def test_member_added_after_the_latest_snapshot_makes_the_leader_ask_for_a_newer_one():
+    c = Cluster([1, 2, 3])
+    c.elect(1)
+    c.nodes[1].propose(b"a")
+    c.stabilize()
+    storage = c.storages[1]
+    applied = c.status(1).applied
+    storage.create_snapshot(applied, ConfState((1, 2, 3)), b"old")
+    storage.compact(applied)
+    c.add_node(4)
+    change(c.nodes[1], CC.ADD_LEARNER_NODE, 4)
+    c.tick_all(3)
+    # The only snapshot predates node 4, which would ignore it: none is sent.
+    assert c.snapshot_requests and set(c.snapshot_requests) == {1}
+    assert c.storages[4].snapshot().meta.index == 0
+    applied = c.status(1).applied
+    storage.create_snapshot(applied, c.conf_states[1], b"new")
+    storage.compact(applied)
+    c.tick_all(3)
+    assert c.storages[4].snapshot().data == b"new"
+    assert c.conf_states[4] == ConfState((1, 2, 3), (4,))
