@@ -14,6 +14,8 @@ from pykv.raft.types import (
     encode_snapshot_meta,
 )
 
+# The machine is shared and loaded: a slow example is not a failure.
+no_deadline = settings(deadline=None)
 u64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
 node_ids = st.integers(min_value=1, max_value=(1 << 64) - 1)
 entries = st.builds(Entry, u64, u64, st.sampled_from([0, 1]), st.binary(max_size=64))
@@ -28,43 +30,50 @@ messages = st.builds(
     st.binary(max_size=32))
 
 
+@no_deadline
 @given(entries)
 def test_entry_round_trips(entry):
     assert decode_entry(encode_entry(entry)) == entry
 
 
+@no_deadline
 @given(st.lists(entries, max_size=20))
 def test_entry_batch_round_trips(batch):
     assert decode_entries(encode_entries(batch)) == batch
 
 
+@no_deadline
 @given(st.builds(HardState, u64, u64, u64).filter(lambda hs: hs.term or not hs.commit))
 def test_hard_state_round_trips(hs):
     assert decode_hard_state(encode_hard_state(hs)) == hs
 
 
+@no_deadline
 @given(conf_states)
 def test_conf_state_round_trips(cs):
     assert decode_conf_state(encode_conf_state(cs)) == cs
 
 
+@no_deadline
 @given(metas)
 def test_snapshot_meta_round_trips(meta):
     assert decode_snapshot_meta(encode_snapshot_meta(meta)) == meta
 
 
+@no_deadline
 @given(st.builds(ConfChange, st.sampled_from(list(ConfChangeType)), node_ids,
                  st.binary(max_size=32)))
 def test_conf_change_round_trips(cc):
     assert decode_conf_change(encode_conf_change(cc)) == cc
 
 
+@no_deadline
 @given(messages)
 def test_message_round_trips(m):
     assert decode_message(encode_message(m)) == m
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(messages, st.data())
 def test_truncated_or_extended_message_is_refused(m, data):
     buf = encode_message(m)
@@ -75,7 +84,7 @@ def test_truncated_or_extended_message_is_refused(m, data):
         decode_message(buf + b"\0")
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_garbage_never_raises_anything_but_decode_error(buf):
     for decode in (decode_message, decode_entries, decode_entry, decode_hard_state,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from pykv.raft.quorum import VoteResult, committed_index, majority, vote_result
 
+# The machine is shared and loaded: a slow example is not a failure.
+no_deadline = settings(deadline=None)
 voter_sets = st.lists(st.integers(1, 9), unique=True, min_size=1, max_size=7)
 
 
+@no_deadline
 @given(voter_sets, st.data())
 def test_committed_index_is_the_largest_index_a_majority_has(voters, data):
     match = {v: data.draw(st.integers(0, 20)) for v in voters}
@@ -19,6 +22,7 @@ def test_committed_index_is_the_largest_index_a_majority_has(voters, data):
     assert committed_index(voters, match) == brute
 
 
+@no_deadline
 @given(voter_sets, st.data())
 def test_vote_result_matches_counting(voters, data):
     votes = {v: data.draw(st.sampled_from([True, False, None])) for v in voters}
