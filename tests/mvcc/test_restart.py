@@ -114,3 +114,22 @@ def test_checkpoint_syncs(store):
         w.put(PutRequest(b"a"))
     store.checkpoint()
     assert os.path.getsize(store.path) > 0
+
+
+def test_open_flags(store_path):
+    """Never sync=False with writemap (no write-order hint at all); sync=True
+    syncs data before the meta page is written (integrity on power loss)."""
+    fast = Store.open(store_path)
+    try:
+        flags = fast._env.flags()
+        assert (flags["sync"], flags["writemap"], flags["subdir"], flags["lock"]) == \
+            (False, False, False, True)
+    finally:
+        fast.close()
+    durable = Store.open(store_path, sync=True)
+    try:
+        flags = durable._env.flags()
+        assert (flags["sync"], flags["metasync"], flags["writemap"]) == (True, False, False)
+    finally:
+        durable.close()
+    assert os.path.exists(store_path + "-lock")  # <data-dir>/member/snap/db-lock
