@@ -38,9 +38,10 @@ ALARM_GET, ALARM_ACTIVATE, ALARM_DEACTIVATE = 0, 1, 2
 
 
 class KeyValue(tuple):
-    """``mvccpb.KeyValue``, as the tuple ``(key, value, header)``.
+    """``mvccpb.KeyValue``, as the tuple ``(key, value, record)``.
 
-    ``header`` is the stored record's fixed header (see ``pykv.mvcc.schema``);
+    ``record`` is the stored record, whose fixed header (see
+    ``pykv.mvcc.schema``) leads it;
     ``create_revision``, ``mod_revision``, ``version`` and ``lease`` are
     decoded from it when read, while ``key`` and ``value`` are plain item
     getters. So a range builds its results with C-speed ``map``/``zip`` and a
@@ -98,13 +99,12 @@ class KeyValue(tuple):
 def kv_from_pair(pair: tuple[bytes, bytes]) -> KeyValue:
     """KeyValue from a stored (key, record) pair."""
     key, record = pair
-    return KeyValue((key, record[_HDR_BYTES + _EXTRA_unpack(record)[0]:], record[:_HDR_BYTES]))
+    return KeyValue((key, record[_HDR_BYTES + _EXTRA_unpack(record)[0]:], record))
 
 
 _FIRST = operator.itemgetter(0)
 _SECOND = operator.itemgetter(1)
 _VALUE_OF = operator.itemgetter(slice(_HDR_BYTES, None))
-_HEADER_OF = operator.itemgetter(slice(0, _HDR_BYTES))
 _EXTRA_OF = operator.itemgetter(slice(36, 40))
 _NO_EXTRA = {b"\x00\x00\x00\x00"}
 
@@ -139,8 +139,7 @@ class KeyValues(collections.abc.Sequence):
         if not self._plain:
             return map(kv_from_pair, pairs)
         records = list(map(_SECOND, pairs))
-        return map(KeyValue, zip(map(_FIRST, pairs), map(_VALUE_OF, records),
-                                 map(_HEADER_OF, records)))
+        return map(KeyValue, zip(map(_FIRST, pairs), map(_VALUE_OF, records), records))
 
     def items(self) -> list[tuple[bytes, bytes]]:
         """Just (key, value) pairs, built at C speed: the cheapest way to read
