@@ -9,6 +9,8 @@
 
 #include "pykv_common.h"
 #include "pykv_crc32c.h"
+#include "pykv_frame.h"
 #include "pykv_snap.h"
+#include "pykv_wal.h"
 
 #endif
