@@ -1,0 +1,84 @@
+"""``pykv serve``: run one member of an etcd-compatible cluster.
+
+Start-up order: configuration, logging, the core (data directory lock, WAL
+recovery, store, Raft), then the gRPC listeners. Shutdown (SIGINT/SIGTERM)
+in the reverse order: stop taking requests (with a short grace for the ones
+in flight), stop the Raft loop, checkpoint and close the store, close the
+WAL, release the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from pykv import errors
+from pykv.server import config as config_mod
+from pykv.server import log as log_mod
+
+log = logging.getLogger("pykv.server")
+
+SHUTDOWN_GRACE_S = 2.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    config_mod.add_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = config_mod.from_args(args)
+    except config_mod.ConfigError as exc:
+        print(f"pykv serve: {exc}", file=sys.stderr)
+        return 2
+    log_mod.setup(config.log_level, config.log_outputs)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional
+        uvloop = None
+    try:
+        if uvloop is not None:
+            uvloop.run(serve(config))
+        else:
+            asyncio.run(serve(config))
+    except errors.LockedError as exc:
+        log.error("cannot start", extra=log_mod.fields(error=str(exc)))
+        print(f"pykv serve: {exc}", file=sys.stderr)
+        return 1
+    except (errors.StorageError, OSError) as exc:
+        log.error("cannot start", extra=log_mod.fields(error=str(exc)))
+        print(f"pykv serve: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def serve(config: config_mod.ServerConfig) -> None:
+    from pykv.server.core import Core
+    from pykv.server import grpc_server
+    from pykv.server.services import build_handlers
+
+    loop = asyncio.get_running_loop()
+    core = Core(config, loop)
+    core.start()
+    server = None
+    try:
+        handlers, context = build_handlers(config, core)
+        server = grpc_server.build(config, handlers)
+        await server.start()
+        log.info("ready to serve client requests", extra=log_mod.fields(
+            urls=config.listen_client_urls, member_id=f"{core.member_id:x}"))
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("received a stop signal, shutting down")
+    finally:
+        if server is not None:
+            await server.stop(SHUTDOWN_GRACE_S)
+        core.stop()
+        log.info("stopped")

@@ -1,0 +1,41 @@
+"""What every service needs: the core, the store, the headers, the limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pykv import errors
+from pykv.api.etcdserverpb import rpc_pb2
+from pykv.engine.requests import Kind
+from pykv.mvcc import Store
+from pykv.mvcc import types as mvcc_types
+from pykv.server.config import ServerConfig
+from pykv.server.responses import Headers
+
+
+@dataclass
+class ServerContext:
+    config: ServerConfig
+    core: object   # pykv.server.core.Core: propose, read_barrier, leader_id, ...
+    store: Store
+    headers: Headers
+
+    def check_size(self, raw: bytes) -> None:
+        if len(raw) > self.config.max_request_bytes:
+            raise errors.RequestTooLarge(f"{len(raw)} bytes > {self.config.max_request_bytes}")
+
+    async def check_quota(self, extra_bytes: int) -> None:
+        """etcd's quota check before a write: past the backend quota, raise
+        the NOSPACE alarm (through Raft, so every member sees it) and refuse."""
+        store = self.store
+        if not store.quota_exceeded(extra_bytes):
+            return
+        if not any(a.alarm == mvcc_types.ALARM_NOSPACE for a in store.alarms):
+            alarm = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE,
+                                         memberID=self.headers.member_id,
+                                         alarm=rpc_pb2.NOSPACE)
+            try:
+                await self.core.propose(Kind.ALARM, alarm.SerializeToString(), alarm)
+            except errors.EtcdError:
+                pass  # the write is refused below either way
+        raise errors.NoSpace()

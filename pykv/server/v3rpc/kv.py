@@ -1,0 +1,85 @@
+"""etcdserverpb.KV: Range, Put, DeleteRange, Txn, Compact.
+
+Writes are checked here (etcd's checkPutRequest, checkTxnRequest...) and
+handed to Raft as the client's own bytes; reads are served from the local
+store, after a ReadIndex barrier unless the request is serializable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pykv import errors
+from pykv.api.etcdserverpb import rpc_pb2
+from pykv.engine.requests import Kind
+from pykv.mvcc import requests as checks
+from pykv.server.v3rpc.context import ServerContext
+
+RAW = frozenset({"Range", "Put", "DeleteRange", "Txn", "Compact"})
+
+
+def txn_is_read_only(txn: rpc_pb2.TxnRequest) -> bool:
+    for op in (*txn.success, *txn.failure):
+        which = op.WhichOneof("request")
+        if which in ("request_put", "request_delete_range"):
+            return False
+        if which == "request_txn" and not txn_is_read_only(op.request_txn):
+            return False
+    return True
+
+
+class KVService:
+    def __init__(self, ctx: ServerContext):
+        self.ctx = ctx
+
+    async def Range(self, raw: bytes, context) -> bytes:
+        ctx = self.ctx
+        req = rpc_pb2.RangeRequest.FromString(raw)
+        checks.check_range(req)
+        if not req.serializable:
+            await ctx.core.read_barrier()
+        result = ctx.store.range_raw(req)
+        return result.response_bytes(ctx.headers.encode(result.revision))
+
+    async def Put(self, raw: bytes, context) -> bytes:
+        ctx = self.ctx
+        ctx.check_size(raw)
+        req = rpc_pb2.PutRequest.FromString(raw)
+        checks.check_put(req)
+        await ctx.check_quota(len(raw))
+        return await ctx.core.propose(Kind.PUT, raw, req)
+
+    async def DeleteRange(self, raw: bytes, context) -> bytes:
+        ctx = self.ctx
+        ctx.check_size(raw)
+        req = rpc_pb2.DeleteRangeRequest.FromString(raw)
+        checks.check_delete(req)
+        return await ctx.core.propose(Kind.DELETE_RANGE, raw, req)
+
+    async def Txn(self, raw: bytes, context) -> bytes:
+        ctx = self.ctx
+        ctx.check_size(raw)
+        req = rpc_pb2.TxnRequest.FromString(raw)
+        checks.check_txn(req, ctx.config.max_txn_ops)
+        if not txn_is_read_only(req):
+            await ctx.check_quota(len(raw))
+        # A read-only txn goes through the log as well: it is rare on the hot
+        # path, and the log orders it with the writes around it.
+        return await ctx.core.propose(Kind.TXN, raw, req)
+
+    async def Compact(self, raw: bytes, context) -> bytes:
+        ctx = self.ctx
+        req = rpc_pb2.CompactionRequest.FromString(raw)
+        response = await ctx.core.propose(Kind.COMPACTION, raw, req)
+        if req.physical:
+            # etcd answers a physical compaction once the history is gone.
+            store = ctx.store
+            await asyncio.get_running_loop().run_in_executor(
+                None, store.wait_compacted, req.revision, 60.0)
+        return response
+
+
+def raise_if_error(result):
+    if isinstance(result, errors.EtcdError):
+        raise result
+    return result
