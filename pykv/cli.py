@@ -16,6 +16,7 @@ import pykv
 # name -> (module, one-line help). Keep sorted by name.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("pykv.bench.cli", "load an etcd v3 endpoint (pykv or etcd) and report latency and throughput"),
+    "serve": ("pykv.server.serve", "run an etcd-compatible server (one member of a cluster)"),
 }
 
 

@@ -79,9 +79,10 @@ class Core:
         self._lock.acquire()
         self.wal = WAL.open(self.data_dir.wal, unsafe_no_fsync=config.unsafe_no_fsync)
         recovery = self.wal.recovery
-        if recovery.tail_bytes_cut:
+        if recovery.bytes_cut:
             log.warning("WAL torn tail cut", extra={"fields": {
-                "segment": recovery.tail_cut_segment, "bytes-cut": recovery.tail_bytes_cut}})
+                "segment": recovery.cut_segment, "offset": recovery.cut_offset,
+                "bytes-cut": recovery.bytes_cut, "records-dropped": recovery.records_dropped}})
         state = load(self.wal)
         raftlog = RaftLog.restore(self.wal, state)
         self.store = Store.open(self.data_dir.db, quota_bytes=config.effective_quota_backend_bytes,
@@ -115,9 +116,9 @@ class Core:
         self._node = node
         self.store.hub.start()
         voters = node.status().conf_state.voters
-        if voters == (self.member_id,):
-            node.campaign()  # a single voter need not wait out an election timeout
         self.raft.start()
+        if voters == (self.member_id,):
+            self.raft.campaign_soon()
         log.info("member started", extra={"fields": {
             "name": config.name, "member-id": f"{self.member_id:x}",
             "cluster-id": f"{self.cluster_id:x}", "data-dir": self.data_dir.root,
@@ -241,7 +242,7 @@ class Core:
             "leader": status.leader, "raft_term": status.term, "raft_index": status.commit,
             "raft_applied_index": self.raft.applied_index, "db_size": store.size_bytes,
             "db_size_in_use": store.size_in_use_bytes,
-            "alarms": [a for a in store.alarms],
+            "alarms": [a for a in store.alarms()],
         }
 
     def _node_status(self):

@@ -112,6 +112,7 @@ class RaftNode:
         self.leader_id = 0
         self.term = 0
         self.on_leader_change: Callable[[int, int], None] | None = None
+        self._campaign_requested = False
 
     # -- loop side ----------------------------------------------------------
 
@@ -160,6 +161,13 @@ class RaftNode:
         self._calls.append((fn, future))
         self._wake.set()
         return future
+
+    def campaign_soon(self) -> None:
+        """Start an election once the node can (a single voter need not wait
+        out an election timeout; Raft refuses to campaign before the
+        bootstrap membership entries are applied, so it is retried)."""
+        self._campaign_requested = True
+        self._wake.set()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stopping = True
@@ -239,6 +247,14 @@ class RaftNode:
             self._take_reads()
             while node.has_ready():
                 self._handle_ready(node.ready())
+            if self._campaign_requested:
+                if self.leader_id:
+                    self._campaign_requested = False
+                elif self.applied_index >= node.raft.log.committed:
+                    node.campaign()
+                    while node.has_ready():
+                        self._handle_ready(node.ready())
+                    self._campaign_requested = not self.leader_id
 
     def _take_proposals(self) -> None:
         queue = self._proposals

@@ -30,7 +30,7 @@ class ServerContext:
         store = self.store
         if not store.quota_exceeded(extra_bytes):
             return
-        if not any(a.alarm == mvcc_types.ALARM_NOSPACE for a in store.alarms):
+        if not any(a.alarm == mvcc_types.ALARM_NOSPACE for a in store.alarms()):
             alarm = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE,
                                          memberID=self.headers.member_id,
                                          alarm=rpc_pb2.NOSPACE)

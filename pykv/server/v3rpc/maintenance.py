@@ -46,7 +46,7 @@ class MaintenanceService:
     async def Alarm(self, request: rpc_pb2.AlarmRequest, context):
         ctx = self.ctx
         if request.action == rpc_pb2.AlarmRequest.GET:
-            alarms = [a for a in ctx.store.alarms
+            alarms = [a for a in ctx.store.alarms()
                       if request.alarm == rpc_pb2.NONE or a.alarm == request.alarm]
             return rpc_pb2.AlarmResponse(
                 header=ctx.headers.message(ctx.store.revision),
