@@ -98,16 +98,24 @@ class Applier:
     def apply(self, entries: Sequence[Entry], decoded: dict[int, Any] | None = None
               ) -> list[tuple[int, int, object]]:
         """Apply ``entries`` (in log order); return ``[(request_id, kind,
-        result_or_EtcdError)]`` for the requests they carried."""
+        result_or_EtcdError)]`` for the requests they carried.
+
+        Membership entries go to ``on_conf_change`` even when the store has
+        applied them already: after a restart Raft must see them again to
+        rebuild its membership (the store has no part in it)."""
         store = self.store
         applied = store.applied_index
+        if self._on_conf_change is not None:
+            for entry in entries:
+                if entry.index <= applied and entry.type == EntryType.CONF_CHANGE:
+                    self._on_conf_change(entry)
         if not entries or entries[-1].index <= applied:
             return []
         if entries[0].index <= applied:
             entries = [e for e in entries if e.index > applied]
         results: list[tuple[int, int, object]] = []
         append = results.append
-        decoded = decoded or {}
+        decoded = decoded if decoded is not None else {}
         handlers = HANDLERS
         with store.write(entries[-1].index) as w:
             for entry in entries:

@@ -115,9 +115,10 @@ class Core:
         self.raft.on_leader_change = self._on_leader_change
         self._node = node
         self.store.hub.start()
-        voters = node.status().conf_state.voters
+        self.raft.leader_wait_s = 2 * config.election_timeout_ms / 1000.0
         self.raft.start()
-        if voters == (self.member_id,):
+        if len(members) == 1:
+            # A one-member cluster need not wait out an election timeout.
             self.raft.campaign_soon()
         log.info("member started", extra={"fields": {
             "name": config.name, "member-id": f"{self.member_id:x}",

@@ -113,6 +113,9 @@ class RaftNode:
         self.term = 0
         self.on_leader_change: Callable[[int, int], None] | None = None
         self._campaign_requested = False
+        # Since when this node has known no leader (None: it knows one).
+        self._leaderless_since: float | None = time.monotonic()
+        self.leader_wait_s = 2.0
 
     # -- loop side ----------------------------------------------------------
 
@@ -222,8 +225,11 @@ class RaftNode:
         next_tick = time.monotonic() + self._tick_s
         while not self._stopping:
             timeout = next_tick - time.monotonic()
-            if timeout > 0 and not (self._proposals or self._reads or self._messages
-                                    or self._calls):
+            # Proposals and reads wait for a leader (as etcd's node.Propose
+            # blocks): without one they are not work to spin on.
+            has_work = self._messages or self._calls or (
+                (self._proposals or self._reads) and (self.leader_id or self._leaderless_expired()))
+            if timeout > 0 and not has_work:
                 self._wake.wait(timeout)
             self._wake.clear()
             now = time.monotonic()
@@ -256,10 +262,17 @@ class RaftNode:
                         self._handle_ready(node.ready())
                     self._campaign_requested = not self.leader_id
 
+    def _leaderless_expired(self) -> bool:
+        """No leader for longer than a client should wait: fail what waits."""
+        return self._leaderless_since is not None and \
+            time.monotonic() - self._leaderless_since > self.leader_wait_s
+
     def _take_proposals(self) -> None:
         queue = self._proposals
         if not queue:
             return
+        if not self.leader_id and not self._leaderless_expired():
+            return  # keep them until a leader appears (or the wait expires)
         batch = []
         popleft = queue.popleft
         while queue:
@@ -274,6 +287,8 @@ class RaftNode:
     def _take_reads(self) -> None:
         queue = self._reads
         if not queue:
+            return
+        if not self.leader_id and not self._leaderless_expired():
             return
         futures = []
         while queue:
@@ -333,6 +348,7 @@ class RaftNode:
     def _note_leader(self, leader: int) -> None:
         if leader != self.leader_id:
             previous, self.leader_id = self.leader_id, leader
+            self._leaderless_since = None if leader else time.monotonic()
             log.info("raft leader changed", extra={"fields": {
                 "previous-leader": f"{previous:x}", "leader": f"{leader:x}"}})
             if leader == 0 and self._pending_reads:

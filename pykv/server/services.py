@@ -6,9 +6,13 @@ import grpc
 
 from pykv.api.etcdserverpb import rpc_pb2
 from pykv.api.healthpb import health_pb2
+from pykv.api.v3electionpb import v3election_pb2
+from pykv.api.v3lockpb import v3lock_pb2
 from pykv.server.config import ServerConfig
 from pykv.server.v3rpc import service_handler
-from pykv.server.v3rpc import auth, cluster, health, kv, lease, maintenance, watch
+from pykv.server.v3rpc import (
+    auth, cluster, election, health, kv, lease, lock, maintenance, watch,
+)
 from pykv.server.v3rpc.context import ServerContext
 
 
@@ -23,6 +27,9 @@ def build_handlers(config: ServerConfig, core) -> tuple[list[grpc.GenericRpcHand
         service_handler(services["Cluster"], cluster.ClusterService(ctx)),
         service_handler(services["Maintenance"], maintenance.MaintenanceService(ctx)),
         service_handler(services["Auth"], auth.AuthService(ctx)),
+        service_handler(v3lock_pb2.DESCRIPTOR.services_by_name["Lock"], lock.LockService(ctx)),
+        service_handler(v3election_pb2.DESCRIPTOR.services_by_name["Election"],
+                        election.ElectionService(ctx)),
         service_handler(health_pb2.DESCRIPTOR.services_by_name["Health"],
                         health.HealthService(ctx)),
     ]
