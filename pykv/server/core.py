@@ -15,15 +15,14 @@ in-memory log, release WAL segments), and physical compaction steps.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import struct
 import time
 from typing import Any
 
 from pykv import errors
 from pykv.api.etcdserverpb import rpc_pb2
 from pykv.engine import layout
+from pykv.engine.identity import cluster_id_for, member_id_for
 from pykv.engine.apply import Applier
 from pykv.engine.raftlog import RaftLog, load
 from pykv.engine.requests import Kind
@@ -42,18 +41,6 @@ log = logging.getLogger("pykv.server.core")
 LEASE_REVOKE_PER_TICK = 100  # etcd revokes up to 1000 leases/s; we check every 100 ms
 LEASE_CHECK_INTERVAL_S = 0.1
 REQUEST_TIMEOUT_S = 7.0  # etcd: 5 s + 2 x election timeout (1 s)
-
-
-def member_id_for(peer_urls: list[str], cluster_token: str) -> int:
-    """etcd's computeMemberID: sha1(sorted peer URLs + cluster token)[:8]."""
-    digest = hashlib.sha1(("".join(sorted(peer_urls)) + cluster_token).encode()).digest()
-    return struct.unpack(">Q", digest[:8])[0]
-
-
-def cluster_id_for(member_ids: list[int]) -> int:
-    """etcd's genID: sha1 over the sorted member ids (8 bytes big-endian each)."""
-    blob = b"".join(struct.pack(">Q", m) for m in sorted(member_ids))
-    return struct.unpack(">Q", hashlib.sha1(blob).digest()[:8])[0]
 
 
 class Core:
