@@ -333,3 +333,18 @@ def test_bootstrap_needs_an_empty_storage():
     s.set_hard_state(HardState(1, 0, 0))
     with pytest.raises(ConfigError, match="not empty"):
         RawNode(Config(1), s).bootstrap([1])
+
+
+def test_unreachable_follower_goes_back_to_probing_and_recovers():
+    c = Cluster([1, 2, 3])
+    c.elect(1)
+    c.nodes[1].propose(b"a")
+    c.stabilize()
+    assert c.status(1).progress[2].state.name == "REPLICATE"
+    c.nodes[1].report_unreachable(2)
+    assert c.status(1).progress[2].state.name == "PROBE"
+    c.nodes[1].propose(b"b")
+    c.stabilize()
+    c.tick_all(2)
+    assert c.status(1).progress[2].state.name == "REPLICATE"
+    assert c.applied_data(2) == [b"a", b"b"]

@@ -155,6 +155,11 @@ class Simulation:
                 self.stats["dropped"] += 1
                 if m.type == MessageType.SNAP:
                     self._report_snapshot(frm, m.to, SnapshotStatus.FAILURE)
+                elif (frm, m.to) in self.blocked and rng.random() < 0.2:
+                    # The transport noticed the broken connection.
+                    sender = self.nodes[frm]
+                    if sender.node is not None:
+                        sender.node.report_unreachable(m.to)
                 continue
             copies = 2 if rng.random() < opts.duplicate else 1
             self.stats["duplicated"] += copies - 1
