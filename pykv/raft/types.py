@@ -290,9 +290,12 @@ def _pack_entries(entries: Sequence[Entry], parts: list) -> None:
 
 def _unpack_entries(buf: bytes | memoryview, offset: int, count: int, what: str
                     ) -> tuple[list[Entry], int]:
+    if not isinstance(buf, bytes):
+        buf = bytes(buf)   # slices of bytes are bytes: one copy here, none per entry
     size = len(buf)
     head = _BATCH_ENTRY.size
     unpack = _BATCH_ENTRY.unpack_from
+    new = _new_tuple
     out = []
     append = out.append
     for i in range(count):
@@ -305,7 +308,7 @@ def _unpack_entries(buf: bytes | memoryview, offset: int, count: int, what: str
             _need(size, offset, length, f"{what} entry {i} data")
         if etype > 1:
             raise DecodeError(f"{what} entry {i}: unknown entry type {etype}")
-        append(_new_tuple(Entry, (term, index, etype, bytes(buf[offset:end]))))
+        append(new(Entry, (term, index, etype, buf[offset:end])))
         offset = end
     return out, offset
 
