@@ -67,6 +67,9 @@ class ServerConfig:
     log_level: str = "info"
     log_outputs: list[str] = field(default_factory=lambda: ["stderr"])
     unsafe_no_fsync: bool = False
+    # pykv's own: gRPC front-end processes sharing the client port (0: the
+    # core process serves gRPC itself). See pykv/server/ipc.py for why.
+    frontends: int = 0
     client_tls: TLSConfig = field(default_factory=TLSConfig)
     peer_tls: TLSConfig = field(default_factory=TLSConfig)
 
@@ -125,6 +128,8 @@ class ServerConfig:
             raise ConfigError("--max-request-bytes must be > 0")
         if self.max_txn_ops <= 0:
             raise ConfigError("--max-txn-ops must be > 0")
+        if not 0 <= self.frontends <= 64:
+            raise ConfigError("--frontends must be between 0 and 64")
         if self.snapshot_count <= 0:
             raise ConfigError("--snapshot-count must be > 0")
         if self.initial_cluster_state not in ("new", "existing"):
@@ -199,6 +204,9 @@ _FLAGS: dict[str, tuple[str, str, str]] = {
     "log-level": ("log_level", "str", "debug, info, warn, error, panic, or fatal"),
     "log-outputs": ("log_outputs", "urls", "stderr, stdout, or a file path"),
     "unsafe-no-fsync": ("unsafe_no_fsync", "bool", "disables fsync, unsafe, will cause data loss"),
+    "frontends": ("frontends", "int",
+                  "pykv: gRPC front-end processes sharing the client port (0: none, the "
+                  "server process answers gRPC itself)"),
     "cert-file": ("client_tls.cert_file", "str", "path to the client server TLS cert file"),
     "key-file": ("client_tls.key_file", "str", "path to the client server TLS key file"),
     "trusted-ca-file": ("client_tls.trusted_ca_file", "str",
@@ -309,5 +317,16 @@ def from_yaml_file(path: str) -> ServerConfig:
     return config
 
 
-def replace(config: ServerConfig, **changes) -> ServerConfig:
-    return dataclasses.replace(config, **changes)
+def to_json(config: ServerConfig) -> str:
+    import json
+
+    return json.dumps(dataclasses.asdict(config))
+
+
+def from_json(text: str) -> ServerConfig:
+    import json
+
+    data = json.loads(text)
+    data["client_tls"] = TLSConfig(**data["client_tls"])
+    data["peer_tls"] = TLSConfig(**data["peer_tls"])
+    return ServerConfig(**data)

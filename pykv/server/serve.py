@@ -60,24 +60,35 @@ def run(args: argparse.Namespace) -> int:
 async def serve(config: config_mod.ServerConfig) -> None:
     from pykv.server.core import Core
     from pykv.server import grpc_server
-    from pykv.server.services import build_handlers
+    from pykv.server.services import build_methods
+    from pykv.server.v3rpc import grpc_handlers
 
     loop = asyncio.get_running_loop()
     core = Core(config, loop)
     core.start()
     server = None
+    pool = None
     try:
-        handlers, context = build_handlers(config, core)
-        server = grpc_server.build(config, handlers)
-        await server.start()
+        methods, _ = build_methods(config, core)
+        if config.frontends:
+            from pykv.server.frontends import FrontendPool
+
+            pool = FrontendPool(config, methods)
+            await pool.start()
+        else:
+            server = grpc_server.build(config, grpc_handlers(methods))
+            await server.start()
         log.info("ready to serve client requests", extra=log_mod.fields(
-            urls=config.listen_client_urls, member_id=f"{core.member_id:x}"))
+            urls=config.listen_client_urls, member_id=f"{core.member_id:x}",
+            frontends=config.frontends))
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("received a stop signal, shutting down")
     finally:
+        if pool is not None:
+            await pool.stop()
         if server is not None:
             await server.stop(SHUTDOWN_GRACE_S)
         core.stop()

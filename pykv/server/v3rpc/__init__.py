@@ -68,36 +68,71 @@ def _stream_stream(fn: Callable) -> Callable:
     return handler
 
 
-def service_handler(service_descriptor, servicer: object,
-                    raw: frozenset[str] = frozenset()) -> grpc.GenericRpcHandler:
-    """Handlers for every method of ``service_descriptor`` that ``servicer``
-    implements; methods in ``raw`` take and return bytes."""
-    from google.protobuf import symbol_database  # noqa: F401  (descriptor classes)
+class Method:
+    """One RPC as the server offers it, to gRPC or to the front-end link.
+
+    ``deserialize`` is None for methods that take raw bytes; ``serialize``
+    turns what the servicer returns (a message or bytes) into bytes.
+    """
+
+    __slots__ = ("path", "name", "fn", "kind", "deserialize", "serialize")
+
+    def __init__(self, path: str, name: str, fn: Callable, kind: str,
+                 deserialize: Callable | None, serialize: Callable):
+        self.path = path
+        self.name = name
+        self.fn = fn
+        self.kind = kind  # "unary", "unary_stream" or "stream_stream"
+        self.deserialize = deserialize
+        self.serialize = serialize
+
+
+def method_kind(method_descriptor) -> str:
+    if method_descriptor.client_streaming and method_descriptor.server_streaming:
+        return "stream_stream"
+    if method_descriptor.server_streaming:
+        return "unary_stream"
+    if method_descriptor.client_streaming:
+        raise ValueError(f"{method_descriptor.full_name}: client streaming is not used by etcd")
+    return "unary"
+
+
+def service_methods(service_descriptor, servicer: object,
+                    raw: frozenset[str] = frozenset()) -> list[Method]:
+    """Every method of ``service_descriptor`` that ``servicer`` implements;
+    methods in ``raw`` take and return bytes."""
     from google.protobuf.message_factory import GetMessageClass
 
-    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    methods = []
     for method in service_descriptor.methods:
         fn = getattr(servicer, method.name, None)
         if fn is None:
             continue
-        request_cls = GetMessageClass(method.input_type)
         if method.name in raw:
-            deserialize, serialize = None, None
+            deserialize = None
         else:
-            deserialize = request_cls.FromString
-            serialize = _serialize
-        if method.client_streaming and method.server_streaming:
-            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
-                _stream_stream(fn), request_deserializer=deserialize,
-                response_serializer=serialize)
-        elif method.server_streaming:
-            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                _unary_stream(fn), request_deserializer=deserialize,
-                response_serializer=serialize)
-        else:
-            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _unary(fn), request_deserializer=deserialize, response_serializer=serialize)
-    return grpc.method_handlers_generic_handler(service_descriptor.full_name, handlers)
+            deserialize = GetMessageClass(method.input_type).FromString
+        methods.append(Method(f"/{service_descriptor.full_name}/{method.name}", method.name, fn,
+                              method_kind(method), deserialize, _serialize))
+    return methods
+
+
+_WRAP = {"unary": (_unary, grpc.unary_unary_rpc_method_handler),
+         "unary_stream": (_unary_stream, grpc.unary_stream_rpc_method_handler),
+         "stream_stream": (_stream_stream, grpc.stream_stream_rpc_method_handler)}
+
+
+def grpc_handlers(methods: list[Method]) -> list[grpc.GenericRpcHandler]:
+    """gRPC generic handlers for ``methods``, grouped by service."""
+    by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+    for method in methods:
+        service = method.path.split("/")[1]
+        wrap, make = _WRAP[method.kind]
+        by_service.setdefault(service, {})[method.name] = make(
+            wrap(method.fn), request_deserializer=method.deserialize,
+            response_serializer=None if method.deserialize is None else method.serialize)
+    return [grpc.method_handlers_generic_handler(service, handlers)
+            for service, handlers in by_service.items()]
 
 
 def _serialize(message: Any) -> bytes:
