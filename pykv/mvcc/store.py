@@ -1,17 +1,13 @@
 """The MVCC store: one LMDB environment, a write path, cached read views.
 
 Threads. Writes (``write()``, ``compact_step()``) happen on one thread at a
-time (a lock enforces it). Reads may come from any thread: each thread keeps
-one LMDB read transaction and reuses it until a write commits (a generation
-counter tells), so a point get costs one LMDB lookup. A read transaction that
-outlives a commit pins one old snapshot until the thread's next read; reads
-never hold one across calls otherwise.
+time (a lock enforces it). Reads may come from any thread: each thread
+reuses one LMDB read transaction until a write commits, and no idle thread
+pins an old snapshot past the next commit (``pykv.mvcc.readers``).
 
-Growing the map. ``set_mapsize`` needs every transaction of the process
-closed. Each thread's cached transaction sits in a slot with a ``busy`` flag;
-the writer raises ``_resizing``, waits for busy slots to finish, closes all
-cached transactions, grows the map and lets readers go on (Dekker-style
-flags: the GIL orders the plain attribute writes).
+Growing the map, closing and defragmenting need every read transaction of the
+process closed: the writer quiesces the readers (``ReadViews.quiesce``),
+which wait until it is done.
 """
 
 from __future__ import annotations
@@ -20,13 +16,12 @@ import logging
 import os
 import threading
 import time
-import weakref
 from typing import Any, BinaryIO, Callable
 
 import lmdb
 
 from pykv import errors
-from pykv.mvcc import index, reads, schema as s, types as t
+from pykv.mvcc import index, reads, readers, schema as s, types as t
 from pykv.mvcc.lease import DEFAULT_MIN_TTL, Lessor
 from pykv.mvcc.watch import WatchHub
 from pykv.mvcc.write import WriteBatch
@@ -42,19 +37,6 @@ _HDR_unpack = s.HDR.unpack_from
 _kv_from_pair = t.kv_from_pair
 _HB = s.HDR_BYTES
 _KMAX = s.KV_KEY_MAX
-
-
-class _ReadSlot:
-    """One thread's cached read transaction."""
-
-    __slots__ = ("txn", "gen", "revision", "compact", "busy", "__weakref__")
-
-    def __init__(self) -> None:
-        self.txn: lmdb.Transaction | None = None
-        self.gen = -1
-        self.revision = 0
-        self.compact = 0
-        self.busy = False
 
 
 class Store:
@@ -74,17 +56,12 @@ class Store:
         self.compact_batch_changes = COMPACT_BATCH_CHANGES
         self._closed = False
         self._write_lock = threading.Lock()
-        self._gen = 0
-        self._local = threading.local()
-        self._slots: weakref.WeakSet[_ReadSlot] = weakref.WeakSet()
-        self._slots_lock = threading.Lock()
-        self._resizing = False
-        self._resize_done = threading.Condition()
         self._compacted = threading.Condition()
         with env.begin(write=True) as txn:
             self._tables = index.Tables(env, txn)
             self._kv_db = self._tables.kv
             meta = self._load_meta(txn)
+        self._views = readers.ReadViews(env, self._tables.meta, self._closed_error)
         self._revision = meta[s.META_REVISION]
         self._compact_revision = meta[s.META_COMPACT]
         self._compact_done = meta[s.META_COMPACT_DONE]
@@ -169,12 +146,12 @@ class Store:
             return
         self.hub.close()
         with self._write_lock:
-            self._closed = True
+            self._closed = self._views.closed = True
+            self._views.quiesce()
             try:
-                self._quiesce_readers()
                 self._env.close()
             finally:
-                self._release_readers()
+                self._views.release()
 
     def __enter__(self) -> Store:
         return self
@@ -184,7 +161,10 @@ class Store:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise errors.ClosedError(f"the MVCC store {self.path} is closed")
+            raise self._closed_error()
+
+    def _closed_error(self) -> errors.ClosedError:
+        return errors.ClosedError(f"the MVCC store {self.path} is closed")
 
     # --- committed state --------------------------------------------------------------------
 
@@ -241,7 +221,7 @@ class Store:
         self._alarms = batch._alarms
         if batch._lease_changes:
             self.lessor._apply(batch._lease_changes)
-        self._gen += 1
+        self._views.committed()
         try:
             self.hub._publish(batch._changes, batch.revision, self._compact_revision)
         except Exception:  # the batch is committed: a hub bug must not undo that
@@ -334,74 +314,6 @@ class Store:
 
     # --- reading ----------------------------------------------------------------------------------
 
-    def _read_slot(self) -> _ReadSlot:
-        """This thread's read slot, marked busy, with a current transaction.
-        The caller must clear ``busy`` when done (``finally``)."""
-        try:
-            slot = self._local.slot
-        except AttributeError:
-            slot = self._new_slot()
-        slot.busy = True
-        # A slot without a transaction has gen -1, so one test covers both.
-        if slot.gen != self._gen or self._resizing:
-            try:
-                self._renew(slot)
-            except BaseException:
-                slot.busy = False
-                raise
-        return slot
-
-    def _new_slot(self) -> _ReadSlot:
-        slot = _ReadSlot()
-        self._local.slot = slot
-        with self._slots_lock:
-            self._slots.add(slot)
-        return slot
-
-    def _renew(self, slot: _ReadSlot) -> None:
-        while self._resizing:
-            slot.busy = False
-            with self._resize_done:
-                self._resize_done.wait_for(lambda: not self._resizing)
-            slot.busy = True
-        self._check_open_slot(slot)
-        gen = self._gen
-        if slot.txn is not None:
-            slot.txn.abort()
-            slot.txn = None
-        txn = self._env.begin()
-        meta = self._tables.meta
-        slot.revision = s.unpack_i64(txn.get(s.META_REVISION, db=meta))
-        raw = txn.get(s.META_COMPACT, db=meta)
-        slot.compact = 0 if raw is None else s.unpack_i64(raw)
-        slot.txn = txn
-        slot.gen = gen
-
-    def _check_open_slot(self, slot: _ReadSlot) -> None:
-        if self._closed:
-            slot.busy = False
-            raise errors.ClosedError(f"the MVCC store {self.path} is closed")
-
-    def _quiesce_readers(self) -> None:
-        """Close every cached read transaction and keep readers out until
-        ``_release_readers()`` (writer lock held). Waits for the readers that
-        are inside a read right now."""
-        self._resizing = True
-        with self._slots_lock:
-            slots = list(self._slots)
-        for slot in slots:
-            while slot.busy:
-                time.sleep(0.0005)
-            if slot.txn is not None:
-                slot.txn.abort()
-                slot.txn = None
-            slot.gen = -1
-
-    def _release_readers(self) -> None:
-        self._resizing = False
-        with self._resize_done:
-            self._resize_done.notify_all()
-
     def _grow_if_needed(self) -> None:
         info = self._env.info()
         used = (info["last_pgno"] + 1) * self._env.stat()["psize"]
@@ -410,8 +322,8 @@ class Store:
 
     def _grow_map(self) -> None:
         """Double the LMDB map (writer lock held, no write txn open)."""
+        self._views.quiesce()
         try:
-            self._quiesce_readers()
             size = self._env.info()["map_size"]
             try:
                 self._env.set_mapsize(size * 2)
@@ -419,63 +331,72 @@ class Store:
                 raise errors.StorageError(f"cannot grow the LMDB map of {self.path} to "
                                           f"{size * 2} bytes: {exc}") from exc
         finally:
-            self._release_readers()
+            self._views.release()
 
     def range(self, req: Any) -> t.RangeResult:
         """A RangeRequest (etcd semantics), from any thread."""
-        slot = self._read_slot()
+        slot, view = self._views.begin()
         try:
-            return reads.execute(slot.txn, self._tables, req, slot.revision, slot.compact)
+            return reads.execute(view.txn, self._tables, req, view.revision, view.compact)
         finally:
-            slot.busy = False
+            self._views.end(slot, view)
 
     def txn_read(self, req: Any) -> t.TxnResult:
         """A read-only TxnRequest (only ranges in its branches, at any depth:
         ``pykv.mvcc.reads.txn_writes(req)`` is false), answered from a read
         transaction without the write path, as etcd serves such txns."""
-        slot = self._read_slot()
+        slot, view = self._views.begin()
         try:
-            return reads.readonly_txn(slot.txn, self._tables, req, slot.revision, slot.compact,
+            return reads.readonly_txn(view.txn, self._tables, req, view.revision, view.compact,
                                       self.max_txn_ops)
         finally:
-            slot.busy = False
+            self._views.end(slot, view)
 
     def range_raw(self, req: Any) -> t.RangeRawResult:
         """Like ``range`` but with the kvs already encoded as protobuf
         (``RangeResponse`` field 2), for the gRPC server."""
         from pykv.mvcc import wire
 
-        slot = self._read_slot()
+        slot, view = self._views.begin()
         try:
-            pairs, more, count = reads.select(slot.txn, self._tables, req, slot.revision,
-                                              slot.compact)
-            revision = slot.revision
+            pairs, more, count = reads.select(view.txn, self._tables, req, view.revision,
+                                              view.compact)
+            revision = view.revision
         finally:
-            slot.busy = False
+            self._views.end(slot, view)
         return t.RangeRawResult(wire.encode_kvs(pairs, req.keys_only), len(pairs), more, count,
                                 revision)
 
     def get(self, key: bytes) -> t.KeyValue | None:
         """The live version of ``key``, or None (a point read at the current
         revision; the cheapest read there is)."""
-        slot = self._read_slot()
-        try:
-            rec = slot.txn.get(key if len(key) <= _KMAX else s.kv_key(key), db=self._kv_db)
-        finally:
-            slot.busy = False
+        rec = self._live_record(key)
         return None if rec is None else _kv_from_pair((key, rec))
 
     def get_value(self, key: bytes) -> bytes | None:
         """Only the value of ``key`` at the current revision, or None."""
-        slot = self._read_slot()
+        rec = self._live_record(key)
+        if rec is None:
+            return None
+        return rec[_HB:] if len(key) <= _KMAX else s.record_value(rec)
+
+    def _live_record(self, key: bytes) -> bytes | None:
+        # ReadViews.begin/end inlined: this is the hottest read path.
+        views = self._views
         try:
-            if len(key) <= _KMAX:
-                rec = slot.txn.get(key, db=self._kv_db)
-                return None if rec is None else rec[_HB:]
-            rec = slot.txn.get(s.kv_key(key), db=self._kv_db)
-            return None if rec is None else s.record_value(rec)
+            slot = views.local.slot
+        except AttributeError:
+            slot = views.new_slot()
+        slot.busy = True
+        view = slot.view
+        if view.gen != views.gen:
+            view = views.renew(slot)
+        try:
+            return view.txn.get(key if len(key) <= _KMAX else s.kv_key(key), db=self._kv_db)
         finally:
             slot.busy = False
+            if view.gen != views.gen:
+                slot.view = readers.NO_VIEW
 
     def _lease_keys(self, txn: lmdb.Transaction, lease_id: int) -> list[bytes]:
         prefix = s.lease_id_bytes(lease_id)
@@ -490,11 +411,11 @@ class Store:
         return keys
 
     def _lease_keys_read(self, lease_id: int) -> list[bytes]:
-        slot = self._read_slot()
+        slot, view = self._views.begin()
         try:
-            return self._lease_keys(slot.txn, lease_id)
+            return self._lease_keys(view.txn, lease_id)
         finally:
-            slot.busy = False
+            self._views.end(slot, view)
 
     # --- size and quota --------------------------------------------------------------------------
 
@@ -537,23 +458,23 @@ class Store:
         physical compaction progress or the LMDB layout."""
         from pykv.mvcc import hashing
 
-        slot = self._read_slot()
+        slot, view = self._views.begin()
         try:
-            return hashing.hash_kv(slot.txn, self._tables, revision, slot.revision,
-                                   slot.compact)
+            return hashing.hash_kv(view.txn, self._tables, revision, view.revision,
+                                   view.compact)
         finally:
-            slot.busy = False
+            self._views.end(slot, view)
 
     def write_snapshot(self, fileobj: BinaryIO) -> int:
         """Write the whole state (all tables) to ``fileobj`` as a snapshot
         stream; returns the bytes written. Reads one consistent LMDB view."""
         from pykv.mvcc import snapshot
 
-        slot = self._read_slot()
+        slot, view = self._views.begin()
         try:
-            return snapshot.write(slot.txn, self._tables, fileobj)
+            return snapshot.write(view.txn, self._tables, fileobj)
         finally:
-            slot.busy = False
+            self._views.end(slot, view)
 
     @classmethod
     def restore_snapshot(cls, fileobj: BinaryIO, path: str, **open_options: Any) -> Store:

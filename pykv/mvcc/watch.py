@@ -373,10 +373,10 @@ class WatchHub:
     def _catch_up(self, ready: list[Watcher]) -> list[Watcher]:
         store = self._store
         low = min(w.min_rev for w in ready)
-        slot = store._read_slot()
+        slot, view = store._views.begin()
         try:
-            txn, tables = slot.txn, store._tables
-            now = slot.revision
+            txn, tables = view.txn, store._tables
+            now = view.revision
             high = min(now, low + self.sync_batch_revs - 1)
             # Tombstones become rec None, as the writer records deletes.
             changes = [(main, sub, key, rec if _HDR_unpack(rec)[2] else None, None)
@@ -388,7 +388,7 @@ class WatchHub:
             # Build events inside the read view: prev_kv lookups need it.
             per_watcher = {w: self._events_for(w, hits.get(w, []), cache) for w in ready}
         finally:
-            slot.busy = False
+            store._views.end(slot, view)
         delivered = []
         with self._lock:
             for w, events in per_watcher.items():

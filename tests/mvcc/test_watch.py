@@ -188,12 +188,12 @@ def test_many_watchers_on_overlapping_ranges(store, apply):
 def _changes(store):
     from pykv.mvcc import index
 
-    slot = store._read_slot()
+    slot, view = store._views.begin()
     try:
         return [(main, key) for main, _sub, key, _rec in
-                index.changes(slot.txn, store._tables, 1, store.revision)]
+                index.changes(view.txn, store._tables, 1, store.revision)]
     finally:
-        slot.busy = False
+        store._views.end(slot, view)
 
 
 def test_background_sync_keeps_up_with_a_writer_thread(store, apply):
