@@ -103,6 +103,8 @@ class Core:
         self._node = node
         self.store.hub.start()
         self.raft.leader_wait_s = 2 * config.election_timeout_ms / 1000.0
+        self.raft.request_timeout_s = REQUEST_TIMEOUT_S
+        self.db_size = self.store.size_bytes
         self.raft.start()
         if len(members) == 1:
             # A one-member cluster need not wait out an election timeout.
@@ -126,19 +128,19 @@ class Core:
 
     # -- asyncio side ---------------------------------------------------------
 
-    async def propose(self, kind: int, body: bytes, request: Any = None) -> bytes:
-        """Put a write through Raft; return its encoded response."""
-        future = self.raft.propose(kind, body, request)
-        try:
-            return await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            raise errors.Timeout() from None
+    def propose(self, kind: int, body: bytes, request: Any = None) -> asyncio.Future:
+        """Put a write through Raft: a future of its encoded response (or of
+        an EtcdError; "request timed out" after REQUEST_TIMEOUT_S)."""
+        return self.raft.propose(kind, body, request)
 
-    async def read_barrier(self) -> None:
-        try:
-            await asyncio.wait_for(self.raft.read_index(), REQUEST_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            raise errors.Timeout() from None
+    def read_barrier(self) -> asyncio.Future:
+        """A future that resolves when a linearizable read may go ahead."""
+        return self.raft.read_index()
+
+    def quota_exceeded(self, extra_bytes: int) -> bool:
+        """The backend size as of the last applied batch, plus ``extra_bytes``,
+        is past the quota (checked per request without touching LMDB)."""
+        return self.db_size + extra_bytes > self.store.quota_bytes
 
     @property
     def leader_id(self) -> int:
@@ -186,6 +188,7 @@ class Core:
 
     def _after_apply(self) -> None:
         store = self.store
+        self.db_size = store.size_bytes
         if store.compact_pending:
             store.compact_step()
         now = time.monotonic()

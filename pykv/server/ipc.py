@@ -170,6 +170,16 @@ class CoreLinkProtocol(_Framed):
             if entry is None:
                 self.send(ERROR, call_id, 0, b"UNIMPLEMENTED\nunknown service method")
                 return
+            if entry.fast is not None:
+                try:
+                    future = entry.fast(payload)
+                except Exception as exc:
+                    self.send(ERROR, call_id, 0, error_payload(exc))
+                    return
+                if future is not None:
+                    future.add_done_callback(
+                        lambda f, cid=call_id: self._fast_done(cid, f))
+                    return
             if entry.kind == "unary":
                 coro = self._unary(call_id, entry, payload)
             elif entry.kind == "unary_stream":
@@ -193,6 +203,16 @@ class CoreLinkProtocol(_Framed):
             task = self._calls.pop(call_id, None)
             if task is not None:
                 task.cancel()
+
+    def _fast_done(self, call_id: int, future: asyncio.Future) -> None:
+        if future.cancelled():
+            self.send(ERROR, call_id, 0, b"CANCELLED\ncanceled")
+            return
+        exc = future.exception()
+        if exc is not None:
+            self.send(ERROR, call_id, 0, error_payload(exc))
+        else:
+            self.send(OK, call_id, 0, future.result())
 
     async def _unary(self, call_id: int, method, payload: bytes) -> None:
         try:

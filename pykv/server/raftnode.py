@@ -41,6 +41,7 @@ log = logging.getLogger("pykv.server.raft")
 
 # etcd's "too many requests": committed entries not yet applied beyond this.
 MAX_PENDING_PROPOSALS = 100_000
+SWEEP_INTERVAL_S = 0.25
 
 
 def dropped_to_etcd(exc: ProposalDropped) -> errors.EtcdError:
@@ -96,6 +97,12 @@ class RaftNode:
         self._wake = threading.Event()
         # loop side only
         self._waiters: dict[int, asyncio.Future] = {}
+        # (deadline, request id) in proposal order: one timeout for all, so a
+        # FIFO sweep replaces a timer per request (asyncio.wait_for).
+        self._deadlines: collections.deque = collections.deque()
+        self._read_deadlines: collections.deque = collections.deque()
+        self.request_timeout_s = 7.0
+        self._sweeper: asyncio.TimerHandle | None = None
         # Request objects the proposer already parsed, by request id, so that
         # apply does not parse them again (filled on the loop side, consumed
         # by apply on the thread; dict operations are atomic under the GIL).
@@ -121,6 +128,31 @@ class RaftNode:
 
     def start(self) -> None:
         self._thread.start()
+        self._sweeper = self._loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+
+    def _sweep(self) -> None:
+        """Fail requests that waited longer than ``request_timeout_s`` with
+        etcd's "request timed out" (loop side, every SWEEP_INTERVAL_S)."""
+        now = self._loop.time()
+        deadlines, waiters = self._deadlines, self._waiters
+        while deadlines and deadlines[0][0] <= now:
+            _, request_id = deadlines.popleft()
+            future = waiters.pop(request_id, None)
+            self.decoded.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_exception(errors.Timeout())
+        reads = self._read_deadlines
+        while reads and reads[0][0] <= now:
+            _, future = reads.popleft()
+            if not future.done():
+                future.set_exception(errors.Timeout())
+        # Answered requests leave their deadline behind; drop those in bulk.
+        while deadlines and deadlines[0][1] not in waiters:
+            deadlines.popleft()
+        while reads and reads[0][1].done():
+            reads.popleft()
+        if not self._stopping:
+            self._sweeper = self._loop.call_later(SWEEP_INTERVAL_S, self._sweep)
 
     def propose(self, kind: int, body: bytes, request: object = None) -> asyncio.Future:
         """Queue a request for Raft; the future gets the applier's result.
@@ -132,6 +164,7 @@ class RaftNode:
         request_id = self._ids.next()
         future = self._loop.create_future()
         self._waiters[request_id] = future
+        self._deadlines.append((self._loop.time() + self.request_timeout_s, request_id))
         if request is not None:
             self.decoded[request_id] = request
         self._proposals.append((kind, request_id, body))
@@ -149,6 +182,7 @@ class RaftNode:
         if self.failure is not None:
             raise errors.Stopped(str(self.failure))
         future = self._loop.create_future()
+        self._read_deadlines.append((self._loop.time() + self.request_timeout_s, future))
         self._reads.append(future)
         self._wake.set()
         return future
@@ -174,6 +208,8 @@ class RaftNode:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)

@@ -234,3 +234,21 @@ def test_election_service_campaign_leader_proclaim_resign(channel):
     with pytest.raises(grpc.RpcError):
         election.Proclaim(v3election_pb2.ProclaimRequest(leader=won.leader, value=b"c"),
                           timeout=10)
+
+
+@pytest.mark.parametrize("method", ["/etcdserverpb.KV/Put", "/etcdserverpb.KV/Range",
+                                    "/etcdserverpb.KV/Txn", "/etcdserverpb.Lease/LeaseGrant"])
+def test_a_malformed_request_gets_a_clear_error_and_the_server_stays_up(channel, kv, method):
+    call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+    with pytest.raises(grpc.RpcError) as info:
+        call(b"\x0a\xff\xff\xff\xff\x0f" + b"garbage", timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unmarshal" in info.value.details()
+    assert put(kv, b"/still/alive") > 0
+
+
+def test_grpc_health_service_reports_serving(channel):
+    from pykv.api.healthpb import health_pb2, health_pb2_grpc
+
+    answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING

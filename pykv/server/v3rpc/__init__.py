@@ -75,16 +75,21 @@ class Method:
     turns what the servicer returns (a message or bytes) into bytes.
     """
 
-    __slots__ = ("path", "name", "fn", "kind", "deserialize", "serialize")
+    __slots__ = ("path", "name", "fn", "kind", "deserialize", "serialize", "fast")
 
     def __init__(self, path: str, name: str, fn: Callable, kind: str,
-                 deserialize: Callable | None, serialize: Callable):
+                 deserialize: Callable | None, serialize: Callable,
+                 fast: Callable | None = None):
         self.path = path
         self.name = name
         self.fn = fn
         self.kind = kind  # "unary", "unary_stream" or "stream_stream"
         self.deserialize = deserialize
         self.serialize = serialize
+        # Optional, raw unary methods only: ``fast(raw)`` answers without a
+        # coroutine: a Future of the response bytes, or None for "use fn"
+        # (the rare path, e.g. the quota alarm). Raises EtcdError on bad input.
+        self.fast = fast
 
 
 def method_kind(method_descriptor) -> str:
@@ -112,8 +117,9 @@ def service_methods(service_descriptor, servicer: object,
             deserialize = None
         else:
             deserialize = GetMessageClass(method.input_type).FromString
+        fast = getattr(servicer, f"{method.name}_fast", None) if deserialize is None else None
         methods.append(Method(f"/{service_descriptor.full_name}/{method.name}", method.name, fn,
-                              method_kind(method), deserialize, _serialize))
+                              method_kind(method), deserialize, _serialize, fast))
     return methods
 
 

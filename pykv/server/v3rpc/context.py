@@ -27,9 +27,9 @@ class ServerContext:
     async def check_quota(self, extra_bytes: int) -> None:
         """etcd's quota check before a write: past the backend quota, raise
         the NOSPACE alarm (through Raft, so every member sees it) and refuse."""
-        store = self.store
-        if not store.quota_exceeded(extra_bytes):
+        if not self.core.quota_exceeded(extra_bytes):
             return
+        store = self.store
         if not any(a.alarm == mvcc_types.ALARM_NOSPACE for a in store.alarms()):
             alarm = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE,
                                          memberID=self.headers.member_id,

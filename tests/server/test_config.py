@@ -1,0 +1,92 @@
+"""etcd's flag names, environment variables and YAML keys."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+
+import pytest
+
+from pykv.server import config as cfg
+
+
+def parse(argv, environ=None) -> cfg.ServerConfig:
+    parser = argparse.ArgumentParser()
+    cfg.add_arguments(parser)
+    return cfg.from_args(parser.parse_args(argv), environ or {})
+
+
+def test_defaults_are_etcds():
+    config = parse([])
+    assert config.effective_data_dir == "default.etcd"
+    assert config.listen_client_urls == ["http://localhost:2379"]
+    assert config.max_request_bytes == 1572864
+    assert config.max_txn_ops == 128
+    assert config.effective_quota_backend_bytes == 2 << 30
+    assert (config.heartbeat_interval_ms, config.election_timeout_ms) == (100, 1000)
+    assert config.election_ticks == 10
+    assert config.grpc_max_receive_bytes == 1572864 + 512 * 1024
+
+
+def test_flags_then_environment_then_defaults():
+    config = parse(["--name", "n1", "--max-txn-ops", "256"],
+                   {"ETCD_MAX_TXN_OPS": "999", "ETCD_DATA_DIR": "/tmp/x",
+                    "ETCD_CLIENT_CERT_AUTH": "true", "ETCD_TRUSTED_CA_FILE": "/ca"})
+    assert config.name == "n1" and config.max_txn_ops == 256
+    assert config.data_dir == "/tmp/x"
+    assert config.client_tls.client_cert_auth and config.client_tls.trusted_ca_file == "/ca"
+    assert parse(["--name", "n2"]).effective_data_dir == "n2.etcd"
+
+
+def test_config_file_uses_etcds_yaml_keys_and_ignores_the_flags(tmp_path):
+    path = tmp_path / "etcd.yaml"
+    path.write_text(
+        "name: infra1\n"
+        "data-dir: /var/lib/etcd\n"
+        "listen-client-urls: http://10.0.0.1:2379,http://127.0.0.1:2379\n"
+        "max-request-bytes: 3145728\n"
+        "quota-backend-bytes: 8589934592\n"
+        "heartbeat-interval: 200\n"
+        "election-timeout: 2000\n"
+        "client-transport-security:\n"
+        "  cert-file: /etc/etcd/server.crt\n"
+        "  key-file: /etc/etcd/server.key\n"
+        "  client-cert-auth: true\n"
+        "  trusted-ca-file: /etc/etcd/ca.crt\n"
+        "enable-v2: false\n")  # a key pykv does not use: ignored, as etcd ignores unknowns
+    config = parse(["--config-file", str(path), "--name", "ignored"])
+    assert config.name == "infra1" and config.data_dir == "/var/lib/etcd"
+    assert config.listen_client_urls == ["http://10.0.0.1:2379", "http://127.0.0.1:2379"]
+    assert config.max_request_bytes == 3145728 and config.quota_backend_bytes == 8 << 30
+    assert config.election_ticks == 10
+    assert config.client_tls.cert_file == "/etc/etcd/server.crt"
+    assert config.client_tls.client_cert_auth
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--listen-client-urls", "localhost:2379"], "must be http(s)://host:port"),
+    (["--heartbeat-interval", "100", "--election-timeout", "300"], "at least as 5 times"),
+    (["--election-timeout", "60000"], "is too long"),
+    (["--max-txn-ops", "zero"], "invalid value"),
+    (["--initial-cluster", "n1"], "not of the form name=url"),
+    (["--client-cert-auth"], "needs --trusted-ca-file"),
+    (["--listen-client-urls", "https://127.0.0.1:2379"], "must be provided"),
+    (["--log-level", "loud"], "unknown level"),
+])
+def test_bad_values_are_refused_with_a_message_naming_the_flag(argv, message):
+    with pytest.raises(cfg.ConfigError, match=re.escape(message)):
+        parse(argv)
+
+
+def test_serve_exits_2_with_the_reason_on_a_bad_flag(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pykv", "serve", "--data-dir", str(tmp_path),
+                          "--election-timeout", "50"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "--election-timeout" in out.stderr
+
+
+def test_config_survives_the_trip_to_a_front_end_process():
+    config = parse(["--name", "n1", "--cert-file", "/c", "--key-file", "/k", "--frontends", "2"])
+    assert cfg.from_json(cfg.to_json(config)) == config
