@@ -60,13 +60,20 @@ def decode_metadata(payload: bytes) -> tuple[int, int, str]:
     return member_id, cluster_id, bytes(payload[_METADATA.size:]).decode(errors="replace")
 
 
-def load(wal: WAL) -> LoadedState:
-    """Read the whole WAL back: metadata, the latest hard state and snapshot
+def load(wal: WAL, from_index: int = 0) -> LoadedState:
+    """Read the WAL back: metadata, the latest hard state and snapshot
     marker, and the entries after the snapshot (later ones replacing earlier
-    ones with the same index)."""
+    ones with the same index).
+
+    ``from_index`` > 0 reads only from the segment holding that index on
+    (``WAL.read``): the sticky records (metadata, hard states, snapshot
+    markers) all the same, but no entry below it. A caller whose state
+    machine has applied up to an index passes it, so that a restart does not
+    decode the whole log; it must then check that the entries it needs are
+    there."""
     state = LoadedState()
     entries: list[Entry] = []
-    for batch in wal.read(0):
+    for batch in wal.read(from_index):
         for record in batch:
             rtype = record.type
             if rtype == RecordType.ENTRY:
