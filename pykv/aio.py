@@ -55,7 +55,11 @@ class AsyncDB:
 
     async def _run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        try:
+            future = loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        except RuntimeError:  # the pool is shut down: closed
+            raise errors.ClosedError(f"the database {self.db.path} is closed") from None
+        return await future
 
     @property
     def path(self) -> str:

@@ -1,0 +1,138 @@
+"""Crash safety and exclusive access.
+
+A child process writes with ``sync=True`` from several threads and is
+SIGKILLed at random moments (and by failpoints at the WAL's durability
+boundaries), over and over on the same directory: after each reopen every
+write whose call had returned is there, each thread's keys are a prefix of
+what it wrote (nothing half-applied), and a txn is all there or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import pykv
+from pykv import errors
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+THREADS = 4
+ROUNDS = 8
+FAILPOINTS = ["wal_before_write", "wal_after_write", "wal_before_sync", "wal_after_sync"]
+
+
+def child_env(failpoints: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYKV_FAILPOINTS", None)
+    if failpoints:
+        env["PYKV_FAILPOINTS"] = failpoints
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def value_for(t: int, k: int) -> bytes:
+    return f"{t}:{k}:".encode() * (1 + k % 7)  # as crash_child.py writes it
+
+
+def run_child_until_killed(path: pathlib.Path, rng: random.Random) -> dict[int, int]:
+    """Start the child, let it write, kill it; the highest acknowledged k per thread."""
+    failpoints = None
+    if rng.random() < 0.5:
+        failpoints = f"{rng.choice(FAILPOINTS)}=kill@{rng.randint(5, 150)}"
+    child = subprocess.Popen([sys.executable, str(HERE / "crash_child.py"), str(path),
+                              str(THREADS)], cwd=ROOT, env=child_env(failpoints),
+                             stdout=subprocess.PIPE)
+    acked: dict[int, int] = {}
+    try:
+        if child.stdout.readline() != b"ready\n":  # a failpoint fired during open
+            child.wait(timeout=60)
+            return acked
+        budget = rng.randint(1, 300)
+        for line in child.stdout:
+            if not line.endswith(b"\n"):
+                break  # cut off by the kill: not an acknowledgment
+            t, k = map(int, line.split())
+            acked[t] = max(acked.get(t, -1), k)
+            budget -= 1
+            if budget == 0:
+                child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.returncode
+    return acked
+
+
+def check_after_crash(path: pathlib.Path, acked_ever: dict[int, int]) -> None:
+    with pykv.open(path) as db:
+        for t in range(THREADS):
+            kvs = db.range(f"t{t}/", prefix=True).kvs
+            ks = [int(kv.key.split(b"/")[1]) for kv in kvs]
+            assert ks == list(range(len(ks))), f"thread {t}: keys are not a prefix"
+            assert len(ks) > acked_ever.get(t, -1), \
+                f"thread {t}: acknowledged k={acked_ever[t]} lost, {len(ks)} keys left"
+            for kv in kvs:
+                k = int(kv.key.split(b"/")[1])
+                assert kv.value == value_for(t, k)
+
+
+def test_killed_writers_never_lose_an_acknowledged_write(tmp_path):
+    rng = random.Random(int(os.environ.get("PYKV_CRASH_SEED", "20261124")))
+    path = tmp_path / "data"
+    acked_ever: dict[int, int] = {}
+    for _ in range(ROUNDS):
+        for t, k in run_child_until_killed(path, rng).items():
+            acked_ever[t] = max(acked_ever.get(t, -1), k)
+        check_after_crash(path, acked_ever)
+    assert sum(k + 1 for k in acked_ever.values()) > 0
+
+
+def test_a_second_process_gets_a_clear_lock_error(db_path):
+    with pykv.open(db_path) as db:
+        db.put("k", "v")
+        code = ("import sys, pykv\n"
+                "from pykv import errors\n"
+                "try:\n"
+                "    pykv.open(sys.argv[1])\n"
+                "except errors.LockedError as exc:\n"
+                "    print(exc)\n"
+                "    sys.exit(3)\n")
+        other = subprocess.run([sys.executable, "-c", code, str(db_path)], cwd=ROOT,
+                               env=child_env(), capture_output=True, text=True, timeout=60)
+        assert other.returncode == 3, other.stderr
+        assert "in use by another process" in other.stdout
+        assert f"pid {os.getpid()}" in other.stdout
+        assert db.get("k").value == b"v"  # the holder is undisturbed
+    with pykv.open(db_path) as db:  # released on close
+        assert db.get("k").value == b"v"
+
+
+def test_a_second_open_in_the_same_process_is_refused(db):
+    with pytest.raises(errors.LockedError):
+        pykv.open(db.path)
+    assert db.put("k", "v").revision == 2
+
+
+def test_a_failed_fdatasync_fails_the_database_and_a_reopen_recovers(db_path, monkeypatch):
+    monkeypatch.setenv("PYKV_FAILPOINTS", "wal_before_sync=error@12")
+    db = pykv.open(db_path)
+    acknowledged = []
+    with pytest.raises(errors.StorageError):
+        for i in range(100):
+            db.put(f"k{i}", "v")
+            acknowledged.append(f"k{i}")
+    with pytest.raises(errors.StorageError, match="must be reopened"):
+        db.put("after", "v")
+    db.close()
+    monkeypatch.delenv("PYKV_FAILPOINTS")
+    with pykv.open(db_path) as db:
+        for key in acknowledged:
+            assert db.get(key) is not None
+        assert db.put("after", "v").revision > 1

@@ -1,0 +1,102 @@
+"""Reopening: what a restart reads back, snapshots of the log, and the
+directories ``pykv.open`` refuses to guess about."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import pykv
+from pykv import errors
+from pykv.engine import layout
+from pykv.engine.identity import cluster_id_for, default_member
+from pykv.engine.raftlog import load
+from pykv.wal import WAL, RecordType
+
+
+def test_reopen_keeps_every_key_and_continues_revisions_and_the_log(db_path):
+    with pykv.open(db_path) as db:
+        for i in range(30):
+            db.put(f"k{i}", f"v{i}")
+        before = db.status()
+    with pykv.open(db_path) as db:
+        after = db.status()
+        assert after.revision == before.revision
+        assert after.raft_term == before.raft_term + 1  # a restart wins a new term
+        assert after.raft_index == before.raft_index + 1  # its empty entry
+        assert db.range("k", prefix=True).count == 30
+        assert db.put("k30", "v").revision == before.revision + 1
+
+
+def test_a_clean_close_leaves_a_snapshot_marker_at_the_last_entry(db_path):
+    with pykv.open(db_path) as db:
+        for i in range(10):
+            db.put(f"k{i}", "v")
+        last = db.status().raft_index
+    with WAL.open(layout.DataDir(str(db_path)).wal) as wal:
+        state = load(wal)
+    assert state.snapshot is not None and state.snapshot.index == last
+    assert state.hard_state.commit == last
+    assert state.entries == []  # nothing after the marker: a reopen replays nothing
+
+
+def test_snapshots_release_old_wal_segments(db_path):
+    value = b"x" * 20_000
+    with pykv.open(db_path, wal_segment_bytes=1 << 20, snapshot_count=10) as db:
+        for i in range(300):  # about 6 MB of WAL
+            db.put(f"k{i % 20}", value)
+        segments = db.status().wal_segments
+    assert segments <= 3, f"{segments} WAL segments kept after snapshots"
+    with pykv.open(db_path) as db:
+        assert db.get("k19").value == value
+
+
+def test_a_torn_wal_tail_is_cut_and_the_data_before_it_kept(db_path):
+    with pykv.open(db_path) as db:
+        for i in range(5):
+            db.put(f"k{i}", "v")
+    wal_dir = layout.DataDir(str(db_path)).wal
+    last = sorted(os.listdir(wal_dir))[-1]
+    with open(os.path.join(wal_dir, last), "r+b") as segment:
+        data = segment.read()
+        # Past the last frame (whose payload may end in zeros), in the
+        # preallocated zeros: garbage as a crash mid-write leaves it.
+        garbage_at = len(data.rstrip(b"\0")) + 64
+        segment.seek(garbage_at - garbage_at % 8)
+        segment.write(b"\x55" * 100)
+    with pykv.open(db_path) as db:
+        assert db.range("k", prefix=True).count == 5
+        db.put("k5", "v")
+
+
+def test_a_directory_whose_wal_is_gone_is_refused(db_path):
+    with pykv.open(db_path) as db:
+        db.put("k", "v")
+    wal_dir = layout.DataDir(str(db_path)).wal
+    for name in os.listdir(wal_dir):
+        os.unlink(os.path.join(wal_dir, name))
+    with pytest.raises(errors.CorruptionError, match="WAL of this directory is missing"):
+        pykv.open(db_path)
+
+
+def test_a_directory_of_a_several_member_cluster_is_refused(db_path):
+    data_dir = layout.prepare(str(db_path))
+    member_id, _ = default_member()
+    with WAL.open(data_dir.wal) as wal:
+        from pykv.engine.raftlog import encode_metadata
+
+        two = cluster_id_for([member_id, member_id + 1])
+        wal.append_sync([(RecordType.METADATA, 0, encode_metadata(member_id, two, "default"))])
+    with pytest.raises(errors.StorageError, match="one-member data directories only"):
+        pykv.open(db_path)
+    with pytest.raises(errors.StorageError):  # and it left nothing locked or half-open
+        pykv.open(db_path)
+
+
+def test_a_failed_open_releases_the_lock(db_path):
+    test_a_directory_whose_wal_is_gone_is_refused(db_path)
+    data_dir = layout.DataDir(str(db_path))
+    lock = layout.DirectoryLock(data_dir)
+    lock.acquire()  # would raise LockedError if the failed open still held it
+    lock.release()
