@@ -16,6 +16,7 @@ import json
 import os
 import pathlib
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -57,6 +58,25 @@ DEFAULT_PRESETS = ("put-1", "put-16", "put-256", "range-l", "range-s", "txn-put"
                    "lease-keepalive", "mixed")
 
 
+def preset_config(preset: Preset, endpoint: str, *, duration_s: float = 0.0, total: int = 0,
+                  val_size: int = 256, key_space: int = 100000, put_rate: float = 100.0,
+                  procs: int = 0) -> BenchConfig:
+    """The run ``preset`` describes against ``endpoint``, with etcd's performance-doc sizes
+    (8 B keys, 256 B values). Give exactly one of ``duration_s`` or ``total`` (for watch:
+    the puts). ``procs`` 0 means one generator process per core, at most one per client."""
+    watch = preset.workload == "watch"
+    units = preset.streams if watch else preset.clients
+    config = BenchConfig(preset.workload, endpoints=[endpoint], clients=preset.clients,
+                         conns=preset.conns, procs=procs or max(1, min(units, os.cpu_count() or 1)),
+                         total=total, duration_s=duration_s, key_size=8,
+                         val_size=max(val_size, 20) if watch else val_size, key_space=key_space,
+                         serializable=preset.serializable)
+    if watch:
+        config.watchers, config.streams, config.put_rate = preset.watchers, preset.streams, put_rate
+    config.validate()
+    return config
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--a", required=True, metavar="SIDE",
                         help="first side: host:port, 'etcd' or 'pykv' (started here)")
@@ -73,6 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="write report.md and PNG plots into this directory")
     parser.add_argument("--etcd-binary", default="etcd", help="etcd to start for side 'etcd'")
+    parser.add_argument("--pykv-args", default="",
+                        help="extra flags for a pykv serve started here (e.g. '--frontends 2')")
+    parser.add_argument("--etcd-args", default="", help="extra flags for an etcd started here")
     # etcd's published performance matrix uses 8-byte keys and 256-byte values.
     parser.set_defaults(val_size=256, key_space=100000)
 
@@ -105,6 +128,16 @@ class WorkloadComparison:
     def rps(self, side: str) -> float:
         return statistics.mean(r["main"]["requests_per_s"] if r["main"] else 0.0
                                for r in self.runs[side])
+
+    def generator_cpu(self, side: str) -> float:
+        """The generator's CPU in % of one core, mean over rounds."""
+        return statistics.mean(r["generator"]["cpu_percent_of_core"] for r in self.runs[side])
+
+    def server_cpu_us_per_op(self, side: str) -> float | None:
+        """Server CPU microseconds per counted operation, over all rounds; None if unmeasured."""
+        runs = [r for r in self.runs[side] if r["server"] and r["main"]]
+        ops = sum(r["main"]["count"] for r in runs)
+        return 1e6 * sum(r["server"]["cpu_s"] for r in runs) / ops if ops else None
 
     def pct(self, side: str, name: str) -> float:
         return statistics.mean(r["main"]["percentiles_s"][name] if r["main"] else 0.0
@@ -160,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         sides = []
         for spec, label in ((args.a, args.a_name), (args.b, args.b_name)):
             if spec in ("etcd", "pykv"):
-                server = servers.start(spec, binary=args.etcd_binary)
+                extra = shlex.split(args.pykv_args if spec == "pykv" else args.etcd_args)
+                server = servers.start(spec, binary=args.etcd_binary, extra_args=extra)
                 started.append(server)
                 sides.append(Side(label or spec, server.endpoint, server.pid,
                                   _server_version(spec, args.etcd_binary)))
@@ -259,18 +293,21 @@ def write_report(out: pathlib.Path, comparisons: list[WorkloadComparison], sides
              f"{args.key_size} B keys, {args.val_size} B values, key space {args.key_space}", "",
              "## Throughput", "", "![throughput](throughput.png)", "",
              f"| workload | what | {a} req/s | {b} req/s | {a} / {b} | p50 ms ({a} / {b}) | "
-             f"p99 ms ({a} / {b}) | generator CPU | server CPU ({a} / {b}) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"p99 ms ({a} / {b}) | generator CPU ({a} / {b}) | server CPU ({a} / {b}) | "
+             f"server CPU per op, us ({a} / {b}) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in comparisons:
-        gen = max(r["generator"]["cpu_percent_of_core"] for runs in c.runs.values() for r in runs)
         lines.append(
             f"| {c.preset.name} | {c.preset.summary} | {c.rps(a):,.0f} | {c.rps(b):,.0f} | "
             f"**{_ratio(c, a, b):.2f}** | {c.pct(a, '50') * 1e3:.2f} / {c.pct(b, '50') * 1e3:.2f} | "
-            f"{c.pct(a, '99') * 1e3:.2f} / {c.pct(b, '99') * 1e3:.2f} | up to {gen:.0f}% | "
-            f"{_server_cpu(c, a)} / {_server_cpu(c, b)} |")
-    lines += ["", "CPU is in % of one core over the run. The generator runs on the same host: "
-              f"with {os.cpu_count()} cores, generator + server near {100 * (os.cpu_count() or 1)}% "
-              "means the figures are CPU-bound here.", "",
+            f"{c.pct(a, '99') * 1e3:.2f} / {c.pct(b, '99') * 1e3:.2f} | "
+            f"{c.generator_cpu(a):.0f}% / {c.generator_cpu(b):.0f}% | "
+            f"{_server_cpu(c, a)} / {_server_cpu(c, b)} | {_cpu_per_op(c, a)} / {_cpu_per_op(c, b)} |")
+    lines += ["", "CPU is in % of one core over the run, mean over rounds. The generator runs on the "
+              f"same host: with {os.cpu_count()} cores, generator + server near "
+              f"{100 * (os.cpu_count() or 1)}% means the figures are CPU-bound here. Server CPU per "
+              "op is the server's CPU time (all its processes) over the operations the workload "
+              "counts (for watch: events delivered).", "",
               "## Latency distributions", "", "![latency](latency.png)", "",
               "## Throughput over time (100 ms buckets, first round)", "", "![timeline](timeline.png)",
               "", "## Rerun", "", "```sh", "pykv bench compare " + " ".join(_rerun_args(args)), "```", ""]
@@ -279,6 +316,11 @@ def write_report(out: pathlib.Path, comparisons: list[WorkloadComparison], sides
     (out / "results.json").write_text(json.dumps(
         {c.preset.name: c.runs for c in comparisons}, indent=1))
     return report
+
+
+def _cpu_per_op(c: WorkloadComparison, side: str) -> str:
+    value = c.server_cpu_us_per_op(side)
+    return f"{value:.0f}" if value is not None else "n/a"
 
 
 def _server_cpu(c: WorkloadComparison, side: str) -> str:
@@ -290,6 +332,9 @@ def _rerun_args(args: argparse.Namespace) -> list[str]:
     parts = [f"--a {args.a}", f"--b {args.b}", f"--workloads {args.workloads}",
              f"--rounds {args.rounds}"]
     parts.append(f"--total {args.total}" if args.total else f"--duration {args.duration:g}")
+    for flag in ("pykv_args", "etcd_args"):
+        if getattr(args, flag, ""):
+            parts.append(f"--{flag.replace('_', '-')} {shlex.quote(getattr(args, flag))}")
     if args.out is not None:
         parts.append(f"--out {args.out}")
     return parts

@@ -25,6 +25,48 @@ def cpu_seconds(pid: int) -> float | None:
     return (utime + stime) / _CLOCK_TICKS
 
 
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux 3.5+ lists them per thread)."""
+    children: list[int] = []
+    try:
+        threads = list(pathlib.Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return children
+    for thread in threads:
+        try:
+            children.extend(int(c) for c in (thread / "children").read_text().split())
+        except OSError:
+            continue
+    return children
+
+
+def tree_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds so far of ``pid`` and of each living descendant, by pid.
+
+    A server may run several processes (e.g. gRPC front ends beside the Raft
+    loop); its CPU per operation must count them all. Compare two readings
+    pid by pid: a process that started or ended between them counts only for
+    the time it was seen. Empty if ``pid`` is gone.
+    """
+    seen: dict[int, float] = {}
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        cpu = cpu_seconds(current)
+        if cpu is None:
+            continue
+        seen[current] = cpu
+        todo.extend(_children(current))
+    return seen
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two ``tree_cpu_seconds`` readings (new processes count from zero)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 def _listening_inodes(port: int) -> set[str]:
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):

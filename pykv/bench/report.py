@@ -37,7 +37,8 @@ def cpu_lines(result: RunResult) -> list[str]:
              f"shared with the server when it runs here)."]
     if result.server_cpu_s is not None:
         share = 100 * result.server_cpu_s / wall
-        lines.append(f"Server (pid {result.server_pid}): {result.server_cpu_s:.2f} s CPU = "
+        lines.append(f"Server (pid {result.server_pid} and its child processes): "
+                     f"{result.server_cpu_s:.2f} s CPU = "
                      f"{share:.0f}% of one core.")
     busy = gen + (result.server_cpu_s or 0.0)
     if busy / wall > 0.9 * _cores():

@@ -105,7 +105,10 @@ class _WorkerProcess:
                 self.error = rest
         self.proc.wait()
         if self.result is None and self.error is None:
-            tail = self.stderr_path.read_text(errors="replace")[-2000:].strip()
+            try:
+                tail = self.stderr_path.read_text(errors="replace")[-2000:].strip()
+            except OSError:  # the run already ended and removed its temp directory
+                tail = "(its stderr is gone)"
             self.error = f"worker {self.index} exited with code {self.proc.returncode}: {tail}"
         self.ready.set()
         self.finished.set()
@@ -225,7 +228,7 @@ def _drive(config: BenchConfig, workers: list[_WorkerProcess], conns: int, serve
         if worker.error:
             raise BenchError(worker.error)
 
-    server_cpu_before = procstat.cpu_seconds(server_pid) if server_pid else None
+    server_cpu_before = procstat.tree_cpu_seconds(server_pid) if server_pid else None
     own_before = _own_cpu_seconds()
     t0_ns = time.monotonic_ns() + _START_DELAY_NS
     for worker in workers:
@@ -247,9 +250,9 @@ def _drive(config: BenchConfig, workers: list[_WorkerProcess], conns: int, serve
     bar.finish(sum(w.done for w in workers))
 
     server_cpu_s = None
-    if server_cpu_before is not None:
-        after = procstat.cpu_seconds(server_pid) if server_pid else None
-        server_cpu_s = after - server_cpu_before if after is not None else None
+    if server_cpu_before:
+        after = procstat.tree_cpu_seconds(server_pid) if server_pid else {}
+        server_cpu_s = procstat.cpu_between(server_cpu_before, after) if after else None
     own_cpu_s = _own_cpu_seconds() - own_before
     return _merge(config, [w.result for w in workers if w.result], t0_ns, conns, server_pid,
                   server_cpu_s, own_cpu_s)

@@ -120,13 +120,18 @@ def etcd_command(data_dir: pathlib.Path, client_port: int, peer_port: int,
 
 def pykv_command(data_dir: pathlib.Path, client_port: int, peer_port: int,
                  tls: ServerTLS | None = None) -> list[str]:
-    return [sys.executable, "-m", "pykv", "serve",
+    # pykv.cli is the entry point of the installed ``pykv`` script: this is ``pykv serve``.
+    return [sys.executable, "-m", "pykv.cli", "serve",
             *_cluster_flags("bench", data_dir, client_port, peer_port, tls)]
 
 
 def start(kind: str, data_dir: pathlib.Path | None = None, *, binary: str = "etcd",
-          tls: ServerTLS | None = None, client_tls: TLSConfig | None = None) -> ServerProcess:
+          tls: ServerTLS | None = None, client_tls: TLSConfig | None = None,
+          extra_args: list[str] | None = None) -> ServerProcess:
     """Start ``kind`` ("etcd" or "pykv") with a fresh data directory; wait until it serves.
+
+    ``extra_args`` go at the end of the server's command line (e.g. pykv's
+    ``--frontends 2`` or etcd's ``--quota-backend-bytes``).
 
     With ``tls`` the client port speaks TLS, and ``client_tls`` is what the
     readiness probe (and so the caller's clients) must present. The caller must
@@ -146,6 +151,7 @@ def start(kind: str, data_dir: pathlib.Path | None = None, *, binary: str = "etc
         command = pykv_command(data_dir, client_port, peer_port, tls)
     else:
         raise ValueError(f"unknown server kind {kind!r}: expected 'etcd' or 'pykv'")
+    command += extra_args or []
     log_path = (owned or data_dir.parent) / f"{kind}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
