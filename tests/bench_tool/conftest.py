@@ -1,7 +1,9 @@
-"""A real etcd (Debian's etcd-server, from PATH) for the bench tool's tests.
+"""Real servers for the bench tool's tests: etcd (Debian's etcd-server, from PATH)
+and ``pykv serve`` from this checkout.
 
-One server for the whole directory: each test writes under its own key prefix,
-so tests do not see each other's keys.
+One server of each kind for the whole directory: each test writes under its
+own key prefix, so tests do not see each other's keys. ``endpoint`` runs a
+test against both, so the tool is checked against etcd's answers and pykv's.
 """
 
 from __future__ import annotations
@@ -27,3 +29,20 @@ def etcd_server():
 @pytest.fixture
 def etcd_endpoint(etcd_server) -> str:
     return etcd_server.endpoint
+
+
+@pytest.fixture(scope="session")
+def pykv_server():
+    from pykv.bench import servers
+
+    server = servers.start("pykv")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["etcd", "pykv"])
+def endpoint(request) -> str:
+    """The client endpoint of real etcd, then of pykv serve."""
+    return request.getfixturevalue(f"{request.param}_server").endpoint

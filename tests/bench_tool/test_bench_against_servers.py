@@ -1,7 +1,9 @@
-"""pykv bench against a real etcd: what it reports matches what it did.
+"""pykv bench against real etcd and against pykv serve: what it reports matches what it did.
 
 Small totals keep this directory at seconds, not minutes. Every test writes
 under its own prefix so that counting keys on the server checks the tool.
+The workload tests run against both servers (``endpoint``); the tests of the
+tool's own options run against etcd only.
 """
 
 from __future__ import annotations
@@ -48,46 +50,46 @@ def check_consistent(report: dict, label: str, expected: int) -> None:
     assert op["requests_per_s"] == pytest.approx(expected / report["total_s"])
 
 
-def test_put_writes_as_many_keys_as_requests_reported(etcd_endpoint):
+def test_put_writes_as_many_keys_as_requests_reported(endpoint):
     prefix = "/t-put/"
-    config = BenchConfig("put", endpoints=[etcd_endpoint], clients=8, conns=2, procs=2, total=300,
+    config = BenchConfig("put", endpoints=[endpoint], clients=8, conns=2, procs=2, total=300,
                          key_size=len(prefix) + 6, val_size=16, key_space=1000, seq_keys=True,
                          prefix=prefix)
     report = to_json(run(config))
     assert report["errors"] == {}
     assert report["requests"] == 300 and report["procs"] == 2 and report["conns"] == 2
     check_consistent(report, "put", 300)
-    assert count_keys(etcd_endpoint, prefix.encode()) == 300
+    assert count_keys(endpoint, prefix.encode()) == 300
     assert report["generator"]["cpu_s"] > 0
     assert report["server"] is not None and report["server"]["cpu_s"] > 0
 
 
-def test_txn_put_writes_every_op_of_every_txn(etcd_endpoint):
+def test_txn_put_writes_every_op_of_every_txn(endpoint):
     prefix = "/t-txn/"
-    config = BenchConfig("txn-put", endpoints=[etcd_endpoint], clients=4, procs=2, total=40,
+    config = BenchConfig("txn-put", endpoints=[endpoint], clients=4, procs=2, total=40,
                          txn_ops=3, key_size=len(prefix) + 4, key_space=120, seq_keys=True,
                          prefix=prefix)
     report = to_json(run(config))
     assert report["errors"] == {}
     check_consistent(report, "txn-put", 40)
-    assert count_keys(etcd_endpoint, prefix.encode()) == 40 * 3
+    assert count_keys(endpoint, prefix.encode()) == 40 * 3
 
 
 @pytest.mark.parametrize("serializable", [False, True], ids=["linearizable", "serializable"])
-def test_range_reads_the_key_it_wrote_first(etcd_endpoint, serializable):
+def test_range_reads_the_key_it_wrote_first(endpoint, serializable):
     prefix = "/t-range-%d/" % serializable
-    config = BenchConfig("range", endpoints=[etcd_endpoint], clients=4, procs=2, total=200,
+    config = BenchConfig("range", endpoints=[endpoint], clients=4, procs=2, total=200,
                          serializable=serializable, key_size=len(prefix) + 2, prefix=prefix)
     report = to_json(run(config))
     assert report["errors"] == {}
     check_consistent(report, "range", 200)
-    assert count_keys(etcd_endpoint, prefix.encode()) == 1
+    assert count_keys(endpoint, prefix.encode()) == 1
     assert report["config"]["serializable"] is serializable
 
 
-def test_watch_delivers_every_put_to_every_watcher(etcd_endpoint):
+def test_watch_delivers_every_put_to_every_watcher(endpoint):
     prefix = "/t-watch/"
-    config = BenchConfig("watch", endpoints=[etcd_endpoint], procs=2, conns=2, total=40,
+    config = BenchConfig("watch", endpoints=[endpoint], procs=2, conns=2, total=40,
                          watchers=12, streams=4, put_rate=400, val_size=32,
                          key_size=len(prefix) + 2, prefix=prefix)
     result = run(config)
@@ -101,14 +103,14 @@ def test_watch_delivers_every_put_to_every_watcher(etcd_endpoint):
     assert "Events delivered: 480 of 480 expected" in render_text(result)
 
 
-def test_lease_keepalive_counts_round_trips_and_revokes_its_leases(etcd_endpoint):
-    channel = sync_channel(etcd_endpoint, TLSConfig())
+def test_lease_keepalive_counts_round_trips_and_revokes_its_leases(endpoint):
+    channel = sync_channel(endpoint, TLSConfig())
     list_leases = channel.unary_unary(
         "/etcdserverpb.Lease/LeaseLeases",
         request_serializer=rpc_pb2.LeaseLeasesRequest.SerializeToString,
         response_deserializer=rpc_pb2.LeaseLeasesResponse.FromString)
     before = {lease.ID for lease in list_leases(rpc_pb2.LeaseLeasesRequest(), timeout=10).leases}
-    config = BenchConfig("lease-keepalive", endpoints=[etcd_endpoint], clients=4, procs=2,
+    config = BenchConfig("lease-keepalive", endpoints=[endpoint], clients=4, procs=2,
                          total=200)
     report = to_json(run(config))
     after = {lease.ID for lease in list_leases(rpc_pb2.LeaseLeasesRequest(), timeout=10).leases}
@@ -118,15 +120,15 @@ def test_lease_keepalive_counts_round_trips_and_revokes_its_leases(etcd_endpoint
     assert after == before
 
 
-def test_mixed_splits_reads_and_writes_by_the_ratio(etcd_endpoint):
+def test_mixed_splits_reads_and_writes_by_the_ratio(endpoint):
     prefix = "/t-mixed/"
-    config = BenchConfig("mixed", endpoints=[etcd_endpoint], clients=4, procs=2, total=400,
+    config = BenchConfig("mixed", endpoints=[endpoint], clients=4, procs=2, total=400,
                          read_ratio=0.75, key_size=len(prefix) + 3, key_space=50, prefix=prefix)
     report = to_json(run(config))
     reads, writes = report["ops"]["range"]["count"], report["ops"]["put"]["count"]
     assert reads + writes == 400 == report["main"]["count"]
     assert 0.6 < reads / 400 < 0.9
-    assert count_keys(etcd_endpoint, prefix.encode()) <= writes
+    assert count_keys(endpoint, prefix.encode()) <= writes
 
 
 def test_rate_limit_spreads_requests_over_time(etcd_endpoint):
@@ -182,6 +184,17 @@ def test_cli_json_is_one_parsable_document(etcd_endpoint):
     assert report["workload"] == "range" and report["requests"] == 50
     assert report["config"]["serializable"] is True
 
+
+
+def test_cli_json_put_reports_as_many_requests_as_keys_written(endpoint):
+    prefix = "/t-cli-json-put/"
+    out = _bench_cli("put", "--endpoints", endpoint, "--total", "150", "--clients", "6", "--json",
+                     "--seq-keys", "--key-space", "150", "--prefix", prefix, "--key-size", "20")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["requests"] == report["main"]["count"] == 150 and report["error_count"] == 0
+    check_consistent(report, "put", 150)
+    assert count_keys(endpoint, prefix.encode()) == 150
 
 def test_unreachable_endpoint_is_a_clear_error():
     config = BenchConfig("put", endpoints=[f"127.0.0.1:{free_port()}"], total=10, dial_timeout_s=0.5)

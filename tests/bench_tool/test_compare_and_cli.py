@@ -61,6 +61,11 @@ def test_compare_against_two_etcds_writes_a_report_with_plots(etcd_endpoint, tmp
                for r in summary["workloads"]["watch"]["runs"]["first"])
     report = (out / "report.md").read_text()
     assert "| put-16 |" in report and "| watch |" in report and "![latency](latency.png)" in report
+    # Both servers run on this host, so both sides' CPU per op is measured.
+    assert "server CPU per op, us (first / etcd) |" in report
+    put_row = next(line for line in report.splitlines() if line.startswith("| put-16 |"))
+    per_op = put_row.strip(" |").rpartition("|")[2].split("/")
+    assert all(value.strip().isdigit() and int(value) > 0 for value in per_op), put_row
     for png in ("throughput.png", "latency.png", "timeline.png"):
         assert (out / png).read_bytes()[:8] == PNG_MAGIC
     assert set(json.loads((out / "results.json").read_text())) == {"put-16", "watch"}
@@ -80,17 +85,3 @@ def test_start_reports_a_server_that_cannot_start(tmp_path):
     with pytest.raises(ServerStartError, match=r"exited with code 3:\n.*no disk"):
         start("etcd", tmp_path / "data", binary=str(fake))
 
-
-def test_bench_runs_against_pykv_serve(tmp_path):
-    from pykv.cli import SUBCOMMANDS
-
-    if "serve" not in SUBCOMMANDS:
-        pytest.skip("pykv serve has not landed yet; pykv is then just another endpoint")
-    from pykv.bench.config import BenchConfig
-    from pykv.bench.report import to_json
-    from pykv.bench.runner import run
-
-    with start("pykv", tmp_path / "data") as server:
-        report = to_json(run(BenchConfig("put", endpoints=[server.endpoint], clients=4, procs=2,
-                                         total=100)))
-    assert report["requests"] == 100 and report["errors"] == {}
