@@ -17,4 +17,10 @@ if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; th
   fi
 fi
 
+# The quick benchmark regression gate (about a minute) on full runs only;
+# PYKV_SKIP_BENCH_GATE=1 leaves it out. make bench-gate runs the full one.
+if [ $# -eq 0 ] && [ -z "${PYKV_SKIP_BENCH_GATE:-}" ]; then
+  python3 bench/gate.py --quick
+fi
+
 exec python3 -m pytest "$@"
