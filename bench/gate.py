@@ -176,7 +176,7 @@ def run_suites(tests: list[str], env: dict[str, str], log: pathlib.Path) -> tupl
     """Run ``tests`` in one pytest process; return its benchmarks by node id and its summary."""
     with tempfile.TemporaryDirectory(prefix="pykv-gate-") as tmp:
         out = pathlib.Path(tmp) / "bench.json"
-        command = [sys.executable, "-m", "pytest", *tests, "-q", "-rs", "-p", "no:cacheprovider",
+        command = [sys.executable, "-m", "pytest", *tests, "-q", "-s", "-rs", "-p", "no:cacheprovider",
                    "-o", "addopts=", f"--benchmark-json={out}", "--benchmark-disable-gc"]
         proc = subprocess.run(command, cwd=ROOT, env={**os.environ, **env}, capture_output=True,
                               text=True)
