@@ -40,9 +40,19 @@ class FrontendPool:
             lambda: ipc.CoreLinkProtocol(self.table, self.peers),
             sock=ipc.listening_socket(self.address))
         self._processes = [None] * self.config.frontends
-        await asyncio.gather(*(self._spawn(i) for i in range(self.config.frontends)))
+        await asyncio.gather(*(self._spawn_retrying(i) for i in range(self.config.frontends)))
         self._watchers = [loop.create_task(self._watch(i))
                           for i in range(self.config.frontends)]
+
+    async def _spawn_retrying(self, index: int, attempts: int = 3) -> None:
+        for attempt in range(attempts):
+            try:
+                return await self._spawn(index)
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                log.warning("front end failed to start; retrying", exc_info=True)
+                await asyncio.sleep(RESTART_DELAY_S)
 
     async def _spawn(self, index: int) -> None:
         env = dict(os.environ)
@@ -54,11 +64,12 @@ class FrontendPool:
         try:
             line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_S)
         except asyncio.TimeoutError:
-            line = b""
+            line = b"(nothing within the start timeout)"
         if line.strip() != b"ready":
             process.kill()
-            raise RuntimeError(f"front-end process {index} did not start "
-                               f"(exit code {process.returncode})")
+            code = await process.wait()
+            raise RuntimeError(f"front-end process {index} did not start: it said {line!r} "
+                               f"and exited with {code}")
         log.info("front end started", extra={"fields": {"index": index, "pid": process.pid}})
 
     async def _watch(self, index: int) -> None:

@@ -48,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
         log.error("cannot start", extra=log_mod.fields(error=str(exc)))
         print(f"pykv serve: {exc}", file=sys.stderr)
         return 1
-    except (errors.StorageError, OSError) as exc:
-        log.error("cannot start", extra=log_mod.fields(error=str(exc)))
-        print(f"pykv serve: {exc}", file=sys.stderr)
+    except (errors.StorageError, OSError, RuntimeError) as exc:
+        text = str(exc) or repr(exc)
+        log.error("cannot start", exc_info=exc, extra=log_mod.fields(error=text))
+        print(f"pykv serve: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

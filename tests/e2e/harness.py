@@ -74,6 +74,14 @@ class ServerProcess:
                                         cwd=str(ROOT), env=self.env)
         log.close()
         wait_for_port(self.client_port, timeout_s, self.process, self.log_path)
+        if not self.etcd:
+            # With front ends the port opens with the first of them; "ready"
+            # is logged once all of them listen.
+            deadline = time.monotonic() + timeout_s
+            while "ready to serve client requests" not in self.log():
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"pykv serve did not get ready:\n{self.log()}")
+                time.sleep(0.05)
         return self
 
     def kill(self) -> None:
