@@ -151,6 +151,8 @@ typedef struct pykv_sticky {
 #define PYKV_WAL_PENDING_BYTES_MAX (64u << 20)
 /* Most fdatasync rounds one sync() caller leads in a row (see wal.c). */
 #define PYKV_WAL_LEAD_ROUNDS_MAX 4
+/* Longest a leader waits for writers to join its fdatasync (see wal.c). */
+#define PYKV_WAL_GATHER_NS_MAX 200000
 /* Buffers above this capacity are freed after use rather than kept. */
 #define PYKV_WAL_KEEP_BUFFER_BYTES (16u << 20)
 
@@ -182,6 +184,8 @@ struct pykv_wal {
     uint64_t written_position;
     uint64_t durable_position; /* <= written_position <= appended_position */
     uint64_t appended_records, durable_records;
+    uint64_t last_round_covered; /* records the last fdatasync made durable */
+    uint64_t last_sync_ns;       /* how long it took */
 
     int io_busy;             /* one thread does file I/O on the last segment */
     int io_waiters;          /* threads waiting on cv to take the I/O role */

@@ -25,18 +25,24 @@ _POSITION_ALL = lib.PYKV_WAL_POSITION_ALL
 _ERROR_BYTES = lib.PYKV_WAL_ERROR_BYTES
 _READ_BYTES_DEFAULT = 16 << 20
 
-_tls = threading.local()
+class _Scratch(threading.local):
+    """Per-thread out-parameters and one-record arrays: allocating them per
+    call would cost more than the call, and C fills them without the GIL, so
+    threads must not share them."""
+
+    def __init__(self) -> None:
+        self.err = ffi.new("char[]", _ERROR_BYTES)
+        self.pos = ffi.new("uint64_t *")
+        self.type = ffi.new("uint8_t[1]")
+        self.index = ffi.new("uint64_t[1]")
+        self.length = ffi.new("uint32_t[1]")
+
+
+_tls = _Scratch()
 
 
 def _scratch() -> tuple[object, object]:
-    """This thread's error buffer and position out-parameter (allocating
-    them per call would cost more than the call)."""
-    try:
-        return _tls.err, _tls.pos
-    except AttributeError:
-        _tls.err = ffi.new("char[]", _ERROR_BYTES)
-        _tls.pos = ffi.new("uint64_t *")
-        return _tls.err, _tls.pos
+    return _tls.err, _tls.pos
 
 
 def _text(err) -> str:
@@ -196,15 +202,35 @@ class WAL:
         return self._append(lib.pykv_wal_append, records)
 
     def _append(self, function, records) -> int:
-        batch = _pack(records)
-        err, pos = _scratch()
-        rc = function(self._h, batch.count, batch.types,
-                      ffi.from_buffer("uint64_t[]", batch.indexes),
-                      ffi.from_buffer("uint32_t[]", batch.lengths), batch.payload,
-                      len(batch.payload), pos, err, _ERROR_BYTES)
+        scratch = _tls
+        if type(records) is list and len(records) == 1 and type(records[0]) is tuple \
+                and len(records[0]) == 3 and type(records[0][2]) is bytes:
+            # One record, the common case of concurrent writers: skip packing
+            # (their Python time is serialized by the GIL; see bench/).
+            record_type, index, payload = records[0]
+            try:
+                scratch.type[0] = record_type
+            except (OverflowError, TypeError):
+                raise ValueError("a record type is not an int in 1..127") from None
+            try:
+                scratch.index[0] = index
+            except (OverflowError, TypeError):
+                raise ValueError("a record index is not an int in 0..2**64-1") from None
+            if len(payload) > PAYLOAD_BYTES_MAX:
+                raise ValueError(f"a record payload of {len(payload)} bytes is over the limit "
+                                 f"of {PAYLOAD_BYTES_MAX} bytes")
+            scratch.length[0] = len(payload)
+            rc = function(self._h, 1, scratch.type, scratch.index, scratch.length, payload,
+                          len(payload), scratch.pos, scratch.err, _ERROR_BYTES)
+        else:
+            batch = _pack(records)
+            rc = function(self._h, batch.count, batch.types,
+                          ffi.from_buffer("uint64_t[]", batch.indexes),
+                          ffi.from_buffer("uint32_t[]", batch.lengths), batch.payload,
+                          len(batch.payload), scratch.pos, scratch.err, _ERROR_BYTES)
         if rc:
-            _raise(rc, "appending to the WAL", err)
-        return pos[0]
+            _raise(rc, "appending to the WAL", scratch.err)
+        return scratch.pos[0]
 
     def sync(self, position: int | None = None) -> None:
         """Return once everything appended up to ``position`` (default: all

@@ -176,6 +176,26 @@ def test_bad_records_are_refused_and_nothing_is_appended(wal_dir, records, error
         assert read_all(wal) == entries(1, 1)
 
 
+@pytest.mark.parametrize("record,error,match", [
+    ((0, 1, b"x"), ValueError, "type 0"),
+    ((128, 1, b"x"), ValueError, "type 128"),
+    ((300, 1, b"x"), ValueError, "type"),
+    (("2", 1, b"x"), ValueError, "type"),
+    ((2, -1, b"x"), ValueError, "index"),
+    ((2, 2**64, b"x"), ValueError, "index"),
+    ((2, 1, bytes((64 << 20) + 1)), ValueError, "over the limit"),
+])
+def test_a_bad_single_record_is_refused_too(wal_dir, record, error, match):
+    # One-record appends take a shorter path in Python; same checks.
+    with WAL.open(wal_dir) as wal:
+        for call in (wal.append, wal.append_sync):
+            with pytest.raises(error, match=match):
+                call([record])
+        assert read_all(wal) == []
+        wal.append_sync([(RecordType.ENTRY, 1, bytearray(b"not bytes"))])
+        assert read_all(wal) == [Record(RecordType.ENTRY, 1, b"not bytes")]
+
+
 def test_a_payload_over_64_mib_is_refused_before_anything_is_written(wal_dir):
     with WAL.open(wal_dir) as wal:
         with pytest.raises(ValueError, match="over the limit"):
