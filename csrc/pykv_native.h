@@ -10,6 +10,7 @@
 #include "pykv_common.h"
 #include "pykv_crc32c.h"
 #include "pykv_frame.h"
+#include "pykv_h2.h"
 #include "pykv_snap.h"
 #include "pykv_wal.h"
 
