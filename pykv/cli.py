@@ -17,6 +17,8 @@ import pykv
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("pykv.bench.cli", "load an etcd v3 endpoint (pykv or etcd) and report latency and throughput"),
     "serve": ("pykv.server.serve", "run an etcd-compatible server (one member of a cluster)"),
+    "snapshot": ("pykv.server.snapshot_cmd",
+                 "restore a data directory from, or inspect, a saved snapshot"),
 }
 
 

@@ -117,6 +117,7 @@ class RaftNode:
         self._stopping = False
         self.failure: BaseException | None = None
         self.leader_id = 0
+        self.leader_changes = 0
         self.term = 0
         self.on_leader_change: Callable[[int, int], None] | None = None
         self._campaign_requested = False
@@ -198,6 +199,11 @@ class RaftNode:
         self._calls.append((fn, future))
         self._wake.set()
         return future
+
+    @property
+    def pending(self) -> int:
+        """Proposals waiting for an answer (loop side)."""
+        return len(self._waiters)
 
     def campaign_soon(self) -> None:
         """Start an election once the node can (a single voter need not wait
@@ -384,6 +390,8 @@ class RaftNode:
     def _note_leader(self, leader: int) -> None:
         if leader != self.leader_id:
             previous, self.leader_id = self.leader_id, leader
+            if leader:
+                self.leader_changes += 1
             self._leaderless_since = None if leader else time.monotonic()
             log.info("raft leader changed", extra={"fields": {
                 "previous-leader": f"{previous:x}", "leader": f"{leader:x}"}})

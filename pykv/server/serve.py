@@ -79,6 +79,11 @@ async def serve(config: config_mod.ServerConfig) -> None:
         else:
             server = grpc_server.build(config, grpc_handlers(methods))
             await server.start()
+        http_servers = []
+        if config.listen_metrics_urls:
+            from pykv.server import http
+
+            http_servers = await http.start(core, config.listen_metrics_urls)
         log.info("ready to serve client requests", extra=log_mod.fields(
             urls=config.listen_client_urls, member_id=f"{core.member_id:x}",
             frontends=config.frontends))
@@ -87,6 +92,8 @@ async def serve(config: config_mod.ServerConfig) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("received a stop signal, shutting down")
+        for http_server in http_servers:
+            http_server.close()
     finally:
         if pool is not None:
             await pool.stop()

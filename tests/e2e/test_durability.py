@@ -98,3 +98,41 @@ def test_second_server_on_the_same_data_dir_is_refused(fresh_pykv, tmp_path):
     fresh_pykv(data_dir)
     with pytest.raises(RuntimeError, match="in use by another process"):
         fresh_pykv(data_dir, extra_args=())
+
+
+def test_snapshot_save_then_restore_serves_the_same_data(fresh_pykv, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.e2e.harness import ROOT, etcdctl, etcdctl_json
+
+    server = fresh_pykv(tmp_path / "a")
+    for i in range(30):
+        etcdctl(server.endpoint, "put", f"/snap/{i:02d}", f"value-{i}")
+    etcdctl(server.endpoint, "del", "/snap/00")
+    before = etcdctl_json(server.endpoint, "get", "/snap/", "--prefix")
+    snapshot = tmp_path / "s.db"
+    etcdctl(server.endpoint, "snapshot", "save", str(snapshot))
+    status = subprocess.run([sys.executable, "-m", "pykv", "snapshot", "status", str(snapshot),
+                             "-w", "json"], capture_output=True, text=True, cwd=ROOT, check=True)
+    info = json.loads(status.stdout)
+    assert info["revision"] == before["header"]["revision"] and info["totalKey"] == 29
+    restored = tmp_path / "restored"
+    subprocess.run([sys.executable, "-m", "pykv", "snapshot", "restore", str(snapshot),
+                    "--data-dir", str(restored)], capture_output=True, cwd=ROOT, check=True)
+    again = subprocess.run([sys.executable, "-m", "pykv", "snapshot", "restore", str(snapshot),
+                            "--data-dir", str(restored)], capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 1 and "exists" in again.stderr
+    server2 = fresh_pykv(restored)
+    after = etcdctl_json(server2.endpoint, "get", "/snap/", "--prefix")
+    assert after["kvs"] == before["kvs"] and after["header"]["revision"] == \
+        before["header"]["revision"]
+    etcdctl(server2.endpoint, "put", "/snap/new", "x")
+    damaged = bytearray(snapshot.read_bytes())
+    damaged[100] ^= 0xFF
+    (tmp_path / "bad.db").write_bytes(bytes(damaged))
+    bad = subprocess.run([sys.executable, "-m", "pykv", "snapshot", "restore",
+                          str(tmp_path / "bad.db"), "--data-dir", str(tmp_path / "x")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 1 and "SHA-256 mismatch" in bad.stderr

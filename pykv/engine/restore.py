@@ -1,0 +1,120 @@
+"""Snapshot files as etcdctl saves them, and restoring a data directory
+from one (``pykv snapshot restore``).
+
+``etcdctl snapshot save`` (and Maintenance.Snapshot) produce: pykv's MVCC
+snapshot stream (``pykv.mvcc.snapshot``), zero padding to a multiple of 512
+bytes, then the SHA-256 of everything before it (32 bytes): etcdctl checks
+that shape. The stream is not a bbolt file, so ``etcdutl snapshot restore``
+cannot read it; ``pykv snapshot restore`` can.
+
+A restored directory is a new one-member cluster (as with etcd's restore):
+new member and cluster ids, and a Raft log that starts at a snapshot marker
+at the store's applied index, so nothing before it is replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+
+from pykv import errors
+from pykv.engine import layout
+from pykv.engine.identity import cluster_id_for, member_id_for
+from pykv.engine.raftlog import encode_metadata
+from pykv.mvcc import Store
+from pykv.mvcc import snapshot as mvcc_snapshot
+from pykv.raft.types import ConfState, HardState, SnapshotMeta, encode_hard_state, \
+    encode_snapshot_meta
+from pykv.wal import WAL, RecordType
+
+SHA256_BYTES = 32
+
+
+def read_snapshot_file(path: str, skip_hash_check: bool = False) -> bytes:
+    """The stream part of a saved snapshot, its SHA-256 trailer checked."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise errors.StorageError(f"cannot read snapshot {path}: {exc.strerror}") from None
+    if len(data) < SHA256_BYTES or (len(data) - SHA256_BYTES) % 512 != 0:
+        raise errors.CorruptionError(
+            f"snapshot {path}: size {len(data)} is not a multiple of 512 plus a SHA-256 "
+            "(not a file saved by 'etcdctl snapshot save' from pykv)", path=path)
+    body, digest = data[:-SHA256_BYTES], data[-SHA256_BYTES:]
+    if not skip_hash_check and hashlib.sha256(body).digest() != digest:
+        raise errors.CorruptionError(f"snapshot {path}: SHA-256 mismatch, the file is damaged",
+                                     path=path)
+    return body
+
+
+@dataclass
+class SnapshotStatus:
+    hash: int
+    revision: int
+    total_keys: int
+    total_size: int
+
+
+def status(path: str) -> SnapshotStatus:
+    """What ``etcdctl snapshot status`` shows, for a pykv snapshot file."""
+    body = read_snapshot_file(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "db")
+        mvcc_snapshot.restore(io.BytesIO(body), db, origin=path)
+        store = Store.open(db)
+        try:
+            result = store.hash_kv(0)
+            keys = store.range(_AllKeys()).count
+            return SnapshotStatus(result.hash, store.revision, keys, os.path.getsize(path))
+        finally:
+            store.close()
+
+
+class _AllKeys:
+    key = b"\x00"
+    range_end = b"\x00"
+    limit = 0
+    revision = 0
+    sort_order = 0
+    sort_target = 0
+    serializable = True
+    keys_only = True
+    count_only = True
+    min_mod_revision = max_mod_revision = min_create_revision = max_create_revision = 0
+
+
+def restore_data_dir(snapshot_path: str, data_dir: str, *, name: str, peer_urls: list[str],
+                     cluster_token: str, initial_cluster: dict[str, list[str]] | None = None,
+                     skip_hash_check: bool = False) -> tuple[int, int, int]:
+    """Build ``data_dir`` from a saved snapshot; returns (member id, cluster
+    id, applied index). Refuses an existing, non-empty data directory."""
+    if os.path.isdir(data_dir) and os.listdir(data_dir):
+        raise errors.StorageError(f"data-dir {data_dir!r} exists")
+    body = read_snapshot_file(snapshot_path, skip_hash_check)
+    paths = layout.prepare(data_dir)
+    mvcc_snapshot.restore(io.BytesIO(body), paths.db, origin=snapshot_path)
+    store = Store.open(paths.db)
+    try:
+        applied = max(store.applied_index, 1)
+        store.checkpoint()
+    finally:
+        store.close()
+    members = initial_cluster or {name: peer_urls}
+    member_id = member_id_for(members.get(name, peer_urls), cluster_token)
+    cluster_id = cluster_id_for([member_id_for(urls, cluster_token) for urls in members.values()])
+    voters = tuple(sorted(member_id_for(urls, cluster_token) for urls in members.values()))
+    meta = SnapshotMeta(applied, 1, ConfState(voters=voters))
+    wal = WAL.open(paths.wal)
+    try:
+        wal.append_sync([
+            (RecordType.METADATA, 0, encode_metadata(member_id, cluster_id, name)),
+            (RecordType.SNAPSHOT, applied, encode_snapshot_meta(meta)),
+            (RecordType.STATE, applied, encode_hard_state(HardState(1, 0, applied))),
+        ])
+    finally:
+        wal.close()
+    return member_id, cluster_id, applied

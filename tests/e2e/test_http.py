@@ -1,0 +1,44 @@
+"""/health, /version and /metrics on --listen-metrics-urls, as etcd serves them."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.e2e.harness import etcdctl, free_port
+
+
+@pytest.fixture
+def with_metrics(fresh_pykv):
+    port = free_port()
+    server = fresh_pykv(extra_args=("--listen-metrics-urls", f"http://127.0.0.1:{port}"))
+    return server, f"http://127.0.0.1:{port}"
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_health_version_and_metrics(with_metrics):
+    server, base = with_metrics
+    status, body = get(base + "/health")
+    assert status == 200 and json.loads(body) == {"health": "true", "reason": ""}
+    status, body = get(base + "/version")
+    version = json.loads(body)
+    assert status == 200 and version["etcdserver"].startswith("3.")
+    etcdctl(server.endpoint, "put", "/m/k", "v")
+    status, body = get(base + "/metrics")
+    text = body.decode()
+    assert status == 200
+    assert "etcd_server_has_leader 1" in text
+    revision = [line for line in text.splitlines()
+                if line.startswith("etcd_debugging_mvcc_current_revision ")]
+    assert revision and int(revision[0].split()[1]) >= 2
+    assert get(base + "/nope")[0] == 404
