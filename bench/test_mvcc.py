@@ -78,7 +78,9 @@ def raw_env(path: str) -> tuple[lmdb.Environment, object]:
 
 
 def test_apply_1000_put_batches(benchmark, workdir):
-    store = Store.open(os.path.join(workdir, "apply.db"))
+    # No fsync on either side: this measures the CPU cost of apply
+    # (test_durable_commits measures the default, fsynced commits).
+    store = Store.open(os.path.join(workdir, "apply.db"), sync=False)
     env, db = raw_env(os.path.join(workdir, "apply-raw.db"))
     batch = 1000
     counter = {"pykv": 0, "raw": 0}
@@ -109,6 +111,61 @@ def test_apply_1000_put_batches(benchmark, workdir):
         assert ratio > 0.15  # a regression guard; the target is >= 100k puts/s absolute
     finally:
         store.close()
+        env.close()
+
+
+# --- durable commits: the default (sync=True, metasync=False) ---------------------------
+
+
+@pytest.mark.parametrize("batch", [1, 1000])
+def test_durable_commits(benchmark, workdir, batch):
+    """Commits/s of the default store (one fdatasync of the data pages per
+    commit, the meta page synced by the next one) beside raw LMDB opened with
+    the same flags, doing one put per key; the unsafe sync=False store as a
+    variant, to show what the fdatasync costs."""
+    store = Store.open(os.path.join(workdir, f"durable{batch}.db"))
+    fast = Store.open(os.path.join(workdir, f"nosync{batch}.db"), sync=False)
+    env = lmdb.open(os.path.join(workdir, f"durable-raw{batch}.db"), subdir=False,
+                    map_size=1 << 30, sync=True, metasync=False, max_dbs=2, readahead=False,
+                    meminit=False)
+    db = env.open_db(b"kv")
+    commits = 50 if batch == 1 else 5
+    counter = {"pykv": 0, "fast": 0, "raw": 0}
+    requests = [PutRequest(b"", VALUE) for _ in range(batch)]
+
+    def key(n: int) -> bytes:
+        return b"key/%012d" % (n * 7919 % 10_000_000)
+
+    def pykv_commits(st: Store, label: str) -> int:
+        for _ in range(commits):
+            n = counter[label]
+            for i, req in enumerate(requests):
+                req.key = key(n * batch + i)
+            counter[label] = n + 1
+            with st.write(st.applied_index + 1) as w:
+                for req in requests:
+                    w.put(req)
+        return commits
+
+    def raw_commits() -> int:
+        for _ in range(commits):
+            n = counter["raw"]
+            with env.begin(write=True, db=db) as txn:
+                for i in range(batch):
+                    txn.put(key(n * batch + i), VALUE)
+            counter["raw"] = n + 1
+        return commits
+
+    try:
+        ratio = compare(benchmark, f"durable commits, {batch} put(s) per batch",
+                        lambda: pykv_commits(store, "pykv"), raw_commits, rounds=5,
+                        unit="commits/s",
+                        variants={"pykv sync=False (unsafe on power loss)":
+                                  lambda: pykv_commits(fast, "fast")})
+        assert ratio > (0.3 if batch == 1 else 0.1)  # fsync-bound (and noisy) vs CPU-bound
+    finally:
+        store.close()
+        fast.close()
         env.close()
 
 

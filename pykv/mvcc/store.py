@@ -81,7 +81,7 @@ class Store:
     def open(cls, path: str, *, quota_bytes: int = DEFAULT_QUOTA_BYTES,
              max_txn_ops: int = DEFAULT_MAX_TXN_OPS, clock: Callable[[], float] = time.monotonic,
              min_lease_ttl: int = DEFAULT_MIN_TTL, map_bytes: int | None = None,
-             sync: bool = False) -> Store:
+             sync: bool = True) -> Store:
         """Open or create the store in the LMDB file ``path`` (its directory is
         created if missing; LMDB adds ``path + "-lock"``).
 
@@ -90,14 +90,19 @@ class Store:
         server). ``map_bytes``: the initial LMDB map (default: twice the
         quota, at least the file size); it grows on demand.
 
-        ``sync`` False (the default, as the design asks): commits are not
-        fsynced; the WAL is the durable log and ``checkpoint()`` makes the
-        state durable. A process crash loses nothing, but a power loss
-        between checkpoints can leave LMDB pages unwritten behind a written
-        meta page, i.e. a corrupt file. ``sync`` True: one fdatasync of the
-        data pages per commit before the meta page is written (LMDB's
-        MDB_NOMETASYNC), so a power loss undoes at most the last batch, which
-        WAL replay redoes (the applied index moves with it).
+        ``sync`` True (the default): each commit fdatasyncs the data pages
+        before the meta page is written, and the meta page is synced by the
+        next commit (LMDB's MDB_NOMETASYNC). A power loss then undoes at most
+        the last committed batch and never corrupts the file; the caller
+        keeps that batch's WAL entries (it does: segments are released only
+        after ``checkpoint()``), and replay redoes it, since the applied
+        index is undone with it. Costs one fdatasync per batch.
+
+        ``sync`` False (MDB_NOSYNC) is **unsafe across power loss**: data and
+        meta pages reach the disk in any order, so the file can be left
+        corrupt, with no WAL left to rebuild it from. A process crash loses
+        nothing (the OS page cache survives it). Only for tests, benchmarks
+        and data that can be thrown away (etcd's ``--unsafe-no-fsync``).
         """
         directory = os.path.dirname(os.path.abspath(path))
         try:
