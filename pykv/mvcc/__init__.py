@@ -24,7 +24,7 @@ records ``index`` as the applied index; skip entries <= applied_index)::
         w.alarm(action, member_id, alarm) -> [AlarmMember]
         w.range(req)          -> RangeResult (sees the batch's own writes)
     # each op returns its result or raises an EtcdError and leaves no trace;
-    # the commit (no fsync) then publishes the batch's events to the watch hub.
+    # the commit then publishes the batch's events to the watch hub.
 
 Requests are read by attribute with etcd's protobuf field names, so
 generated ``etcdserverpb`` messages pass straight through; the classes in
@@ -61,7 +61,11 @@ Watches (``store.hub``)::
 
 Durability, space, compaction, snapshots::
 
-    store.checkpoint()                  # fsync: batches are committed without it
+    Store.open(path, sync=True)         # default: each commit fdatasyncs its data pages and
+                                        # a power loss undoes at most the last batch;
+                                        # sync=False is unsafe across power loss
+    store.checkpoint()                  # fsync, meta page included (before releasing WAL)
+    store.defragment() -> (bytes_before, bytes_after)   # etcd's Defragment: compacting copy
     store.quota_exceeded(extra) / size_bytes / size_in_use_bytes
     store.compact_step(); store.compact_pending; store.wait_compacted(rev)
     store.write_snapshot(fileobj); Store.restore_snapshot(fileobj, path)

@@ -92,6 +92,12 @@ class ReadViews:
         self._slots: weakref.WeakSet[Slot] = weakref.WeakSet()
         self._slots_lock = threading.Lock()
 
+    def attach(self, env: lmdb.Environment, meta_db: object) -> None:
+        """Begin views on ``env`` from now on (readers quiesced)."""
+        assert self.resizing
+        self._env = env
+        self._meta_db = meta_db
+
     # --- the reader's side ------------------------------------------------------------
 
     def begin(self) -> tuple[Slot, View]:

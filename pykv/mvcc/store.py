@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Callable
 import lmdb
 
 from pykv import errors
-from pykv.mvcc import index, reads, readers, schema as s, types as t
+from pykv.mvcc import defrag, index, reads, readers, schema as s, types as t
 from pykv.mvcc.lease import DEFAULT_MIN_TTL, Lessor
 from pykv.mvcc.watch import WatchHub
 from pykv.mvcc.write import WriteBatch
@@ -39,6 +39,15 @@ _HB = s.HDR_BYTES
 _KMAX = s.KV_KEY_MAX
 
 
+def _open_env(path: str, map_bytes: int, sync: bool) -> lmdb.Environment:
+    try:
+        return lmdb.open(path, subdir=False, map_size=map_bytes, max_dbs=len(s.TABLES) + 1,
+                         max_readers=_MAX_READERS, sync=sync, metasync=False, readahead=False,
+                         meminit=False, lock=True)
+    except lmdb.Error as exc:
+        raise errors.StorageError(f"cannot open the MVCC store {path}: {exc}") from exc
+
+
 class Store:
     """A revisioned key-value store with etcd v3 semantics on LMDB.
 
@@ -48,9 +57,10 @@ class Store:
     """
 
     def __init__(self, env: lmdb.Environment, path: str, *, quota_bytes: int, max_txn_ops: int,
-                 clock: Callable[[], float], min_lease_ttl: int):
+                 clock: Callable[[], float], min_lease_ttl: int, sync: bool):
         self._env = env
         self.path = path
+        self._sync = sync
         self.quota_bytes = quota_bytes
         self.max_txn_ops = max_txn_ops
         self.compact_batch_changes = COMPACT_BATCH_CHANGES
@@ -114,14 +124,19 @@ class Store:
         if map_bytes is None:
             map_bytes = max(2 * quota_bytes, _MIN_MAP_BYTES)
         map_bytes = max(map_bytes, 2 * existing, _MIN_MAP_BYTES)
-        try:
-            env = lmdb.open(path, subdir=False, map_size=map_bytes, max_dbs=len(s.TABLES) + 1,
-                            max_readers=_MAX_READERS, sync=sync, metasync=False, readahead=False,
-                            meminit=False, lock=True)
-        except lmdb.Error as exc:
-            raise errors.StorageError(f"cannot open the MVCC store {path}: {exc}") from exc
+        defrag.remove_stale_tmp(path)
+        env = _open_env(path, map_bytes, sync)
         return cls(env, path, quota_bytes=quota_bytes, max_txn_ops=max_txn_ops, clock=clock,
-                   min_lease_ttl=min_lease_ttl)
+                   min_lease_ttl=min_lease_ttl, sync=sync)
+
+    def _attach(self, env: lmdb.Environment) -> None:
+        """Use ``env`` (reopened after defragmentation) from now on."""
+        with env.begin(write=True) as txn:
+            tables = index.Tables(env, txn)
+        self._env = env
+        self._tables = tables
+        self._kv_db = tables.kv
+        self._views.attach(env, tables.meta)
 
     def _load_meta(self, txn: lmdb.Transaction) -> dict[bytes, int]:
         meta = self._tables.meta
@@ -246,6 +261,43 @@ class Store:
         except lmdb.Error as exc:
             raise errors.FatalSyncError(f"fsync of the MVCC store {self.path} failed: {exc}"
                                         ) from exc
+
+    def defragment(self) -> tuple[int, int]:
+        """etcd's Defragment: rewrite the LMDB file without its free pages
+        and return its size in bytes (before, after).
+
+        A compacting copy goes to ``<path>.tmp`` and is fsynced, the store
+        closes the environment, renames the copy over the file, fsyncs the
+        directory and reopens. Writers wait for the whole run; readers go on
+        during the copy (nothing changes under them) and wait only for the
+        swap. A crash at any point leaves a complete file (old or new). If
+        the swap itself fails, the store is closed and the error raised."""
+        self._check_open()
+        with self._write_lock:
+            self._check_open()
+            before = os.path.getsize(self.path)
+            tmp = defrag.compact_copy(self._env, self.path)
+            map_bytes = self._env.info()["map_size"]
+            self._views.quiesce()
+            try:
+                self._env.close()
+                swap_error = None
+                try:
+                    defrag.swap_in(tmp, self.path)
+                except errors.StorageError as exc:
+                    swap_error = exc  # reopen whichever complete file is there, then raise
+                try:
+                    self._attach(_open_env(self.path, map_bytes, self._sync))
+                except BaseException:
+                    self._closed = self._views.closed = True
+                    raise
+            finally:
+                self._views.release()
+            if swap_error is not None:
+                raise swap_error
+            after = os.path.getsize(self.path)
+        _log.info("defragmented %s: %d -> %d bytes", self.path, before, after)
+        return before, after
 
     # --- compaction --------------------------------------------------------------------------
 
