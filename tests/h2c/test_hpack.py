@@ -10,7 +10,7 @@ from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hpack.table import HeaderTable
 from hypothesis import given, settings, strategies as st
 
-from tests.h2.native import CORRUPT, HpackDecoder, huffman_decode
+from tests.h2c.native import CORRUPT, HpackDecoder, huffman_decode
 
 HUFFMAN = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
 
