@@ -8,7 +8,9 @@ Python side is limited to packing a batch into four flat buffers.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import threading
 from array import array
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ PAYLOAD_BYTES_MAX = lib.PYKV_RECORD_PAYLOAD_BYTES_MAX
 _POSITION_ALL = lib.PYKV_WAL_POSITION_ALL
 _ERROR_BYTES = lib.PYKV_WAL_ERROR_BYTES
 _READ_BYTES_DEFAULT = 16 << 20
+
+log = logging.getLogger("pykv.wal")
 
 class _Scratch(threading.local):
     """Per-thread out-parameters and one-record arrays: allocating them per
@@ -150,6 +154,16 @@ def _pack(records: Sequence[tuple[int, int, bytes]] | Iterable) -> _Batch:
     return _Batch(len(types), type_bytes, index_array, length_array, payload)
 
 
+def _check_permissions(path: str) -> None:
+    """Warn when the directory is open to other users (a directory the WAL
+    creates is 0700; one that existed keeps its mode). As etcd does
+    (TOB-ETCD-003): a warning, not a refusal."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        log.warning("WAL directory %s has mode %04o: other users can reach the log; the "
+                    "recommended mode is 0700", path, mode)
+
+
 class WAL:
     """An open write-ahead log. Thread-safe: appends from many threads are
     ordered, and concurrent syncs share fdatasyncs (group commit).
@@ -191,6 +205,7 @@ class WAL:
         if rc:
             _raise(rc, f"opening the WAL in {path}", err)
         handle = ffi.gc(out[0], lib.pykv_wal_free)
+        _check_permissions(path)
         return cls(handle, path, Recovery._from_c(rec))
 
     # --- writing --------------------------------------------------------

@@ -25,6 +25,19 @@ def test_a_new_wal_is_empty_and_reopens_empty(wal_dir):
         assert read_all(wal) == [] and wal.recovery.bytes_cut == 0
 
 
+def test_a_directory_open_to_other_users_gets_a_warning(wal_dir, caplog):
+    wal_dir.mkdir(mode=0o755)
+    wal_dir.chmod(0o755)
+    with caplog.at_level("WARNING", logger="pykv.wal"):
+        WAL.open(wal_dir).close()
+    assert "mode 0755" in caplog.text and "0700" in caplog.text
+    caplog.clear()
+    wal_dir.chmod(0o700)
+    with caplog.at_level("WARNING", logger="pykv.wal"):
+        WAL.open(wal_dir).close()
+    assert caplog.text == ""
+
+
 def test_records_come_back_in_file_order_with_their_types_and_payloads(wal_dir):
     records = [Record(RecordType.METADATA, 0, b"ids"), *entries(1, 50),
                Record(RecordType.STATE, 50, b"hard state"), Record(RecordType.ENTRY, 51, b""),
@@ -275,3 +288,31 @@ def test_stats_count_appends_records_and_syncs(wal_dir):
         stats = wal.stats()
         assert (stats["appends"], stats["records"], stats["syncs"]) == (2, 10, 1)
         assert stats["synced_records_max"] == 10
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pykv", "wal", *argv], cwd=repo_root(),
+                          env=child_env(), capture_output=True, text=True, timeout=60)
+
+
+def test_the_wal_command_checks_dumps_and_repairs(wal_dir):
+    import json
+    with WAL.open(wal_dir, segment_bytes=SMALL_SEGMENT_BYTES) as wal:
+        wal.append_sync(entries(1, 30, size=50))
+    checked = run_cli("check", str(wal_dir))
+    assert checked.returncode == 0 and json.loads(checked.stdout)["records"] == 30
+    dumped = run_cli("dump", str(wal_dir), "--from-index", "29")
+    assert dumped.stdout.split("\n")[:2] == ["ENTRY               29        50",
+                                             "ENTRY               30        50"]
+    segment = segment_files(wal_dir)[-1]
+    data = bytearray(segment.read_bytes())
+    data[200] ^= 1  # inside an early record of the last segment
+    segment.write_bytes(bytes(data))
+    refused = run_cli("check", str(wal_dir))
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["path"] == str(segment)
+    repaired = run_cli("repair", str(wal_dir))
+    assert repaired.returncode == 0
+    report = json.loads(repaired.stdout)["repair"]
+    assert report["segment"] == segment.name and report["records_lost"] > 0
+    assert run_cli("check", str(wal_dir)).returncode == 0
