@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("pykv.server.serve", "run an etcd-compatible server (one member of a cluster)"),
     "snapshot": ("pykv.server.snapshot_cmd",
                  "restore a data directory from, or inspect, a saved snapshot"),
+    "wal": ("pykv.wal.cli", "check, repair or dump a write-ahead log directory"),
 }
 
 
