@@ -94,17 +94,34 @@ one from another log breaks the chain.
 
 Writing and durability
 ----------------------
-``append`` encodes a whole batch into a buffer under a mutex (one C call; the
-CRC of each frame is checked again before it goes out, STYLE habit 9).
+``append`` encodes a whole batch into a buffer under a mutex (one C call).
 ``sync(pos)`` returns once an fdatasync that *began* after every frame up to
-``pos`` was handed to write(2) has finished: one thread takes the buffered
-frames, writes them and fdatasyncs while the others wait on a condition
-variable in C without the GIL, then wakes them all (group commit). A failed
-write or fdatasync makes the handle refuse all further writes
+``pos`` was handed to write(2) has finished. One thread at a time holds the
+I/O role: it takes the whole buffer (appends go on into a second one),
+checks every frame's CRC again (STYLE habit 9), writes and fdatasyncs, then
+publishes the durable position. Callers that find the role taken queue as
+waiters, each on its own semaphore, in C and without the GIL, and are woken
+once: when their records are durable, or to take the role over. A leader
+that is running leads up to four rounds in a row rather than hand the role
+to a sleeping thread, and when the last fdatasync covered several writers it
+gives them up to half an fdatasync (200 us at most) to append again before
+it takes the buffer, so that one fdatasync covers them all (group commit;
+bench/results/wal.md has the figures). Without sync calls, appends write
+their frames out themselves once 1 MiB has gathered.
+
+A failed write or fdatasync makes the handle refuse all further writes
 (``FatalSyncError``): the kernel may have dropped the dirty pages, so only a
 reopen, which reads what really is on disk, is safe. ``unsafe_no_fsync=True``
 skips every fsync/fdatasync: for tests of the layers above only, as etcd's
 ``--unsafe-no-fsync``; a machine crash then loses data.
+
+Failpoints at the durability boundaries (``wal_before_write``,
+``wal_after_write``, ``wal_before_sync``, ``wal_after_sync``,
+``wal_before_rename``, ``wal_after_rename``, ``wal_before_cut``,
+``wal_before_unlink``) are armed by ``PYKV_FAILPOINTS``, read at open:
+``name=action[@hit],...`` with action ``exit`` (status 86), ``kill``
+(SIGKILL), ``abort`` or ``error`` (the operation fails as with EIO), on
+every hit or only the given one.
 
 Recovery
 --------
