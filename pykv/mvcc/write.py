@@ -411,11 +411,14 @@ class WriteBatch:
         return t.LeaseGrantResult(lease_id, ttl, self.revision)
 
     def _new_lease_id(self) -> int:
+        """A new id from the stored counter alone: members group committed
+        entries into batches differently, so the batch's index must not
+        enter the id (it did, and members could disagree on a lease's id)."""
         import xxhash  # only here: most batches never generate ids
 
         while True:
             self._lease_seq += 1
-            seed = s.pack_i64(self.index) + s.pack_i64(self._lease_seq)
+            seed = b"pykv-lease-id" + s.pack_i64(self._lease_seq)
             lease_id = xxhash.xxh64_intdigest(seed) & 0x7FFF_FFFF_FFFF_FFFF
             if lease_id and not self._lease_exists(lease_id):
                 return lease_id

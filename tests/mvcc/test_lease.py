@@ -36,6 +36,25 @@ def test_generated_ids_are_positive_unique_and_deterministic(tmp_path):
     assert len(set(first)) == 3 and all(0 < i < 2 ** 63 for i in first)
 
 
+def test_generated_ids_do_not_depend_on_how_entries_are_batched(tmp_path):
+    """Members group the same committed entries into different batches (a
+    follower's Ready is not the leader's): the ids must still agree."""
+    def ids(path, batches):
+        store = Store.open(str(path), sync=False)
+        try:
+            out, index = [], 0
+            for size in batches:
+                index += size
+                with store.write(index) as w:
+                    out += [w.lease_grant(0, 10).id for _ in range(size)]
+            return out
+        finally:
+            store.close()
+    one_by_one = ids(tmp_path / "a" / "db", [1, 1, 1, 1])
+    assert one_by_one == ids(tmp_path / "b" / "db", [4])
+    assert one_by_one == ids(tmp_path / "c" / "db", [3, 1])
+
+
 def test_grant_is_visible_to_later_ops_in_the_same_batch(store, apply):
     with apply.batch() as w:
         w.lease_grant(5, 10)
