@@ -44,6 +44,8 @@ a write commits)::
     store.get(key)         -> KeyValue | None    (current revision, fastest path)
     store.get_value(key)   -> bytes | None
     store.hash_kv(rev)     -> HashKVResult(hash, revision, compact_revision)
+    store.hash()           -> HashResult(hash, revision): CRC-32C of every table but the
+                              applied index (etcd's Maintenance.Hash)
 
 Leases (``store.lessor``; grants and revokes go through the write batch)::
 
@@ -98,6 +100,7 @@ from pykv.mvcc.types import (
     DeleteRangeResult,
     Event,
     HashKVResult,
+    HashResult,
     KeyValue,
     LeaseGrantResult,
     LeaseRevokeResult,
@@ -112,7 +115,7 @@ from pykv.mvcc.write import WriteBatch
 
 __all__ = [
     "AlarmMember", "Compare", "CompactResult", "CompactionRequest", "DeleteRangeRequest",
-    "DeleteRangeResult", "Event", "HashKVResult", "KeyValue", "LeaseGrantResult",
+    "DeleteRangeResult", "Event", "HashKVResult", "HashResult", "KeyValue", "LeaseGrantResult",
     "LeaseRevokeResult", "LeaseTimeToLive", "Lessor", "PutRequest", "PutResult",
     "RangeRawResult", "RangeRequest", "RangeResult", "RequestOp", "Store", "TxnRequest",
     "TxnResult", "WatchHub", "WatchResponse", "Watcher", "WriteBatch", "check_delete",

@@ -522,6 +522,19 @@ class Store:
         finally:
             self._views.end(slot, view)
 
+    def hash(self) -> t.HashResult:
+        """etcd's Maintenance.Hash: CRC-32C over every table (keys and
+        values), skipping the applied index and the schema version; equal on
+        members that applied the same entries, once their physical compaction
+        is done. Reads one consistent view."""
+        from pykv.mvcc import hashing
+
+        slot, view = self._views.begin()
+        try:
+            return t.HashResult(hashing.hash_all(view.txn, self._tables.by_name), view.revision)
+        finally:
+            self._views.end(slot, view)
+
     def write_snapshot(self, fileobj: BinaryIO) -> int:
         """Write the whole state (all tables) to ``fileobj`` as a snapshot
         stream; returns the bytes written. Reads one consistent LMDB view."""

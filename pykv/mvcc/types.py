@@ -338,6 +338,19 @@ class AlarmMember:
         return f"AlarmMember(member_id={self.member_id}, alarm={self.alarm})"
 
 
+class HashResult:
+    """``store.hash()``: the CRC-32C (uint32) and the revision it was taken at."""
+
+    __slots__ = ("hash", "revision")
+
+    def __init__(self, hash: int, revision: int):  # noqa: A002
+        self.hash = hash
+        self.revision = revision
+
+    def __repr__(self) -> str:
+        return f"HashResult(hash={self.hash:#010x}, revision={self.revision})"
+
+
 class HashKVResult:
     __slots__ = ("hash", "revision", "compact_revision")
 
