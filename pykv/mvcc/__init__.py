@@ -23,6 +23,8 @@ records ``index`` as the applied index; skip entries <= applied_index)::
         w.lease_revoke(id)    -> LeaseRevokeResult(revision, deleted)
         w.alarm(action, member_id, alarm) -> [AlarmMember]
         w.range(req)          -> RangeResult (sees the batch's own writes)
+        w.aux_put(table, key, value); w.aux_delete(table, key) -> bool
+        w.aux_get(table, key); w.aux_items(table, prefix=b"")   # the batch's view
     # each op returns its result or raises an EtcdError and leaves no trace;
     # the commit then publishes the batch's events to the watch hub.
 
@@ -44,6 +46,8 @@ a write commits)::
     store.get(key)         -> KeyValue | None    (current revision, fastest path)
     store.get_value(key)   -> bytes | None
     store.hash_kv(rev)     -> HashKVResult(hash, revision, compact_revision)
+    store.aux_get(table, key) -> bytes | None; store.aux_items(table, prefix=b"")
+                              auxiliary tables (membership, auth): schema.AUX_TABLES
     store.hash()           -> HashResult(hash, revision): CRC-32C of every table but the
                               applied index (etcd's Maintenance.Hash)
 

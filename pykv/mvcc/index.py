@@ -31,7 +31,7 @@ _first = operator.itemgetter(0)
 class Tables:
     """The open LMDB table handles (one set per environment)."""
 
-    __slots__ = ("kv", "hist", "rev", "lease", "lease_keys", "alarm", "meta", "by_name")
+    __slots__ = ("kv", "hist", "rev", "lease", "lease_keys", "alarm", "meta", "by_name", "aux")
 
     def __init__(self, env: lmdb.Environment, txn: lmdb.Transaction):
         self.by_name = {}
@@ -44,6 +44,15 @@ class Tables:
         self.lease_keys = self.by_name[s.TABLE_LEASE_KEYS]
         self.alarm = self.by_name[s.TABLE_ALARM]
         self.meta = self.by_name[s.TABLE_META]
+        self.aux = {name: self.by_name[table] for name, table in s.AUX_TABLES.items()}
+
+    def aux_table(self, name: str) -> object:
+        """The handle of auxiliary table ``name``; ValueError if unknown."""
+        try:
+            return self.aux[name]
+        except (KeyError, TypeError):
+            raise ValueError(f"unknown auxiliary table {name!r}: the tables are "
+                             f"{', '.join(s.AUX_TABLES)}") from None
 
 
 # --- point reads ---------------------------------------------------------------
@@ -223,3 +232,28 @@ def changes(txn: lmdb.Transaction, tables: Tables, from_rev: int,
             break
         main, sub = s.REV.unpack(rb)
         yield main, sub, key, record_at_revision(txn, tables, key, main, sub)
+
+
+# --- auxiliary tables -------------------------------------------------------------------
+
+
+def check_aux_key(key: bytes) -> None:
+    if not isinstance(key, bytes):
+        raise TypeError(f"auxiliary table keys are bytes, not {type(key).__name__}")
+    if not 0 < len(key) <= s.AUX_KEY_MAX:
+        raise ValueError(f"auxiliary table keys are 1 to {s.AUX_KEY_MAX} bytes, "
+                         f"not {len(key)}")
+
+
+def aux_items(txn: lmdb.Transaction, db: object, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+    """Every (key, value) of an auxiliary table whose key starts with
+    ``prefix``, in key order."""
+    cur = txn.cursor(db)
+    if not (cur.set_range(prefix) if prefix else cur.first()):
+        return []
+    out = []
+    for key, value in cur.iternext():
+        if not key.startswith(prefix):
+            break
+        out.append((key, value))
+    return out

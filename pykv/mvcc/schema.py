@@ -14,6 +14,13 @@ One LMDB environment (one file, ``subdir=False``) with these named tables:
 ``alarm`` ``member id (8 BE) + alarm type (4 BE) -> b""``.
 ``meta``  named integers (``META_*``), 8 bytes little-endian each.
 
+Auxiliary tables (``AUX_TABLES``): plain ``key -> value`` tables that the
+server keeps in the same file and the same write transactions as the MVCC
+state, outside the revisioned key space (etcd's ``members``,
+``members_removed``, ``cluster``, ``auth``, ``authUsers``, ``authRoles``
+buckets). The store gives them no meaning; they are in snapshots and in
+``Store.hash()``. Keys are 1 to ``AUX_KEY_MAX`` bytes.
+
 Records (``kv`` and ``hist``) share one layout: a fixed 40-byte header
 
     create_revision q | mod_revision q | version q | lease q | sub I | key_extra I
@@ -55,6 +62,17 @@ TABLE_LEASE_KEYS = b"lease_keys"
 TABLE_ALARM = b"alarm"
 TABLE_META = b"meta"
 
+#: The auxiliary tables by the name the API takes (``w.aux_put("members", ...)``).
+AUX_TABLES: dict[str, bytes] = {
+    "members": b"aux.members",
+    "members_removed": b"aux.members_removed",
+    "cluster": b"aux.cluster",
+    "auth": b"aux.auth",
+    "auth_users": b"aux.auth_users",
+    "auth_roles": b"aux.auth_roles",
+}
+AUX_KEY_MAX = 511  # LMDB's key limit
+
 #: Every table with its stable id (the snapshot stream names tables by id).
 TABLES: dict[bytes, int] = {
     TABLE_META: 1,
@@ -64,6 +82,12 @@ TABLES: dict[bytes, int] = {
     TABLE_LEASE: 5,
     TABLE_LEASE_KEYS: 6,
     TABLE_ALARM: 7,
+    AUX_TABLES["members"]: 8,
+    AUX_TABLES["members_removed"]: 9,
+    AUX_TABLES["cluster"]: 10,
+    AUX_TABLES["auth"]: 11,
+    AUX_TABLES["auth_users"]: 12,
+    AUX_TABLES["auth_roles"]: 13,
 }
 TABLE_BY_ID: dict[int, bytes] = {v: k for k, v in TABLES.items()}
 

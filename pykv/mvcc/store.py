@@ -455,6 +455,25 @@ class Store:
             if view.gen != views.gen:
                 slot.view = readers.NO_VIEW
 
+    def aux_get(self, table: str, key: bytes) -> bytes | None:
+        """The committed value of ``key`` in auxiliary table ``table``
+        (``schema.AUX_TABLES``), or None."""
+        index.check_aux_key(key)
+        slot, view = self._views.begin()
+        try:
+            return view.txn.get(key, db=self._tables.aux_table(table))
+        finally:
+            self._views.end(slot, view)
+
+    def aux_items(self, table: str, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+        """The committed (key, value) pairs of auxiliary table ``table``
+        whose keys start with ``prefix``, in key order (one consistent view)."""
+        slot, view = self._views.begin()
+        try:
+            return index.aux_items(view.txn, self._tables.aux_table(table), prefix)
+        finally:
+            self._views.end(slot, view)
+
     def _lease_keys(self, txn: lmdb.Transaction, lease_id: int) -> list[bytes]:
         prefix = s.lease_id_bytes(lease_id)
         cur = txn.cursor(self._tables.lease_keys)

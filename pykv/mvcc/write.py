@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import lmdb
 
 from pykv import errors
-from pykv.mvcc import reads, requests, schema as s, types as t
+from pykv.mvcc import index, reads, requests, schema as s, types as t
 from pykv.mvcc.lease import MAX_LEASE_TTL
 from pykv.mvcc.requests import check_delete, check_put
 
@@ -444,6 +444,36 @@ class WriteBatch:
         self._txn.delete(_lease_id_bytes(lease_id), db=self._tables.lease)
         self._lease_changes[lease_id] = None
         return t.LeaseRevokeResult(self.revision, deleted)
+
+    # --- Auxiliary tables (membership, auth: see schema.AUX_TABLES) ---------------------
+
+    def aux_put(self, table: str, key: bytes, value: bytes) -> None:
+        """Set ``key`` to ``value`` in auxiliary table ``table``, in this
+        batch's transaction (no revision; no watch event)."""
+        self._run(self._aux_put, table, key, value)
+
+    def _aux_put(self, table: str, key: bytes, value: bytes) -> None:
+        db = self._tables.aux_table(table)
+        index.check_aux_key(key)
+        self._txn.put(key, value, db=db)
+
+    def aux_delete(self, table: str, key: bytes) -> bool:
+        """Remove ``key`` from auxiliary table ``table``; whether it was there."""
+        return self._run(self._aux_delete, table, key)
+
+    def _aux_delete(self, table: str, key: bytes) -> bool:
+        db = self._tables.aux_table(table)
+        index.check_aux_key(key)
+        return self._txn.delete(key, db=db)
+
+    def aux_get(self, table: str, key: bytes) -> bytes | None:
+        """``key`` of auxiliary table ``table`` as this batch sees it."""
+        index.check_aux_key(key)
+        return self._txn.get(key, db=self._tables.aux_table(table))
+
+    def aux_items(self, table: str, prefix: bytes = b"") -> list[tuple[bytes, bytes]]:
+        """The (key, value) pairs of ``table`` under ``prefix`` as this batch sees them."""
+        return index.aux_items(self._txn, self._tables.aux_table(table), prefix)
 
     # --- Alarms ------------------------------------------------------------------------------
 
