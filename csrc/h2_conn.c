@@ -1361,6 +1361,11 @@ void h2_conn_expire_stream(pykv_h2_conn *c, uint32_t id, int64_t now_us) {
     answer_status(c, s, NULL, GRPC_DEADLINE_EXCEEDED, "context deadline exceeded", 1);
 }
 
+int h2_conn_deadline_live(const pykv_h2_conn *c, uint32_t id, int64_t at_us) {
+    const h2_stream *s = find_stream(c, id);
+    return s != NULL && s->deadline_us == at_us;
+}
+
 void pykv_h2_conn_expire(pykv_h2_conn *c) {
     for (size_t i = 0; i <= c->bucket_mask && c->state != CONN_CLOSED; i++) {
         h2_stream *s = c->buckets[i];

@@ -111,6 +111,8 @@ void h2_conn_set_deadline_hook(pykv_h2_conn *conn, h2_deadline_fn fn, void *owne
 /* Finish one stream whose deadline passed (no-op when it is gone or its
  * deadline moved). */
 void h2_conn_expire_stream(pykv_h2_conn *conn, uint32_t stream_id, int64_t now_us);
+/* Whether stream still lives with this deadline (a heap entry is current). */
+int h2_conn_deadline_live(const pykv_h2_conn *conn, uint32_t stream_id, int64_t at_us);
 int h2_conn_respond_one(pykv_h2_conn *conn, const pykv_h2_response *response,
                         const uint8_t *message, const uint8_t *detail);
 /* Move queued DATA into the output as windows allow (bounded per call). */

@@ -152,7 +152,9 @@ typedef struct pykv_h2_config {
     uint64_t max_queued_bytes;       /* event payload not yet polled: reading pauses past it */
 } pykv_h2_config;
 
-/* The defaults: 2 MiB + 512 KiB... see h2_conn.c; callers override fields. */
+/* The defaults: 4 MiB messages (grpc's default), 65536 streams per
+ * connection, 4 MiB stream and 16 MiB connection windows, 64 KiB of request
+ * headers, 65536 connections, 64 MiB of events waiting for Python. */
 void pykv_h2_config_default(pykv_h2_config *config);
 
 /* --- one connection, sans I/O (the server's building block; tests) -------- */
@@ -190,8 +192,10 @@ int pykv_h2_conn_respond(pykv_h2_conn *conn, const pykv_h2_response *responses, 
  * streams are refused, the ones in flight go on. */
 void pykv_h2_conn_shutdown(pykv_h2_conn *conn);
 
-/* The peer timed a call out: treat every call whose grpc-timeout ends at or
- * before now_us (the clock conn_set_time gave) as DEADLINE_EXCEEDED. */
+/* Deadlines: set_time sets the connection's clock (microseconds, any
+ * epoch), which a call's grpc-timeout counts from; expire ends every call
+ * whose time has run out with DEADLINE_EXCEEDED (and a CANCEL for Python).
+ * The server does both itself. */
 void pykv_h2_conn_set_time(pykv_h2_conn *conn, int64_t now_us);
 void pykv_h2_conn_expire(pykv_h2_conn *conn);
 
@@ -209,5 +213,57 @@ typedef struct pykv_h2_conn_info {
 } pykv_h2_conn_info;
 
 void pykv_h2_conn_get_info(const pykv_h2_conn *conn, pykv_h2_conn_info *info);
+
+/* --- the server -------------------------------------------------------------- */
+
+typedef struct pykv_h2_server pykv_h2_server;
+
+typedef struct pykv_h2_stats {
+    uint64_t connections_accepted;
+    uint64_t connections_open;
+    uint64_t connections_refused;  /* over max_connections */
+    uint64_t protocol_errors;      /* connections closed with a GOAWAY error */
+    uint64_t calls;                /* CALL events */
+    uint64_t events;
+    uint64_t polls;
+    uint64_t responses;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t read_pauses;          /* times reading paused for max_queued_bytes */
+    uint64_t wakeups;              /* I/O thread loop iterations */
+} pykv_h2_stats;
+
+int pykv_h2_server_new(const pykv_h2_config *config, const char *paths, size_t paths_bytes,
+                       const uint8_t *kinds, size_t count, pykv_h2_server **out,
+                       char *err, size_t err_bytes);
+
+/* Listen on host:port (SO_REUSEPORT; port 0 picks one, written to *port);
+ * every address the host resolves to. Before pykv_h2_server_start only. */
+int pykv_h2_server_listen(pykv_h2_server *server, const char *host, uint16_t *port,
+                          char *err, size_t err_bytes);
+
+/* Start the I/O thread. */
+int pykv_h2_server_start(pykv_h2_server *server, char *err, size_t err_bytes);
+
+/* Readable while events wait; poll clears it. */
+int pykv_h2_server_event_fd(const pykv_h2_server *server);
+
+/* Take every queued event; the batch stays valid until the next poll. */
+int pykv_h2_server_poll(pykv_h2_server *server, pykv_h2_events *batch);
+
+/* Hand a batch of responses to the I/O thread (copied; returns at once). */
+int pykv_h2_server_respond(pykv_h2_server *server, const pykv_h2_response *responses,
+                           size_t count, const uint8_t *data, size_t data_bytes);
+
+/* Graceful: close the listeners and send every connection a GOAWAY; calls in
+ * flight go on. */
+int pykv_h2_server_shutdown(pykv_h2_server *server);
+
+/* Stop the I/O thread and close every socket (calls still open are cut:
+ * their clients see the connection close). Idempotent. */
+int pykv_h2_server_stop(pykv_h2_server *server);
+void pykv_h2_server_free(pykv_h2_server *server);
+
+void pykv_h2_server_get_stats(pykv_h2_server *server, pykv_h2_stats *stats);
 
 #endif
