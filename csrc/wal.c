@@ -233,7 +233,7 @@ static pykv_buf take_pending(pykv_wal *w, uint64_t *offset) {
 }
 
 /* The I/O role. One thread at a time writes and syncs the last segment.
- * Threads in sync() queue as waiters, each on its own condition variable,
+ * Threads in sync() queue as waiters, each on its own semaphore,
  * and are woken once: when their position is durable, or to take the role
  * over (LevelDB's writer queue). Waking them all on every fdatasync costs
  * a context switch per waiter per round, which on a small machine is what
