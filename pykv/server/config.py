@@ -70,6 +70,10 @@ class ServerConfig:
     # pykv's own: gRPC front-end processes sharing the client port (0: the
     # core process serves gRPC itself). See pykv/server/ipc.py for why.
     frontends: int = 0
+    # pykv's own: which gRPC server answers plaintext client URLs: "native"
+    # (HTTP/2 in C, pykv/server/h2server.py) or "grpcio". TLS URLs always
+    # use grpcio. PYKV_GRPC_SERVER sets the default (the e2e suite runs both).
+    grpc_server: str = field(default_factory=lambda: os.environ.get("PYKV_GRPC_SERVER", "native"))
     client_tls: TLSConfig = field(default_factory=TLSConfig)
     peer_tls: TLSConfig = field(default_factory=TLSConfig)
 
@@ -130,6 +134,8 @@ class ServerConfig:
             raise ConfigError("--max-txn-ops must be > 0")
         if not 0 <= self.frontends <= 64:
             raise ConfigError("--frontends must be between 0 and 64")
+        if self.grpc_server not in ("native", "grpcio"):
+            raise ConfigError(f"--grpc-server: {self.grpc_server!r} is not native or grpcio")
         if self.snapshot_count <= 0:
             raise ConfigError("--snapshot-count must be > 0")
         if self.initial_cluster_state not in ("new", "existing"):
@@ -207,6 +213,8 @@ _FLAGS: dict[str, tuple[str, str, str]] = {
     "frontends": ("frontends", "int",
                   "pykv: gRPC front-end processes sharing the client port (0: none, the "
                   "server process answers gRPC itself)"),
+    "grpc-server": ("grpc_server", "str",
+                    "pykv: native (HTTP/2 in C) or grpcio, for plaintext client URLs"),
     "cert-file": ("client_tls.cert_file", "str", "path to the client server TLS cert file"),
     "key-file": ("client_tls.key_file", "str", "path to the client server TLS key file"),
     "trusted-ca-file": ("client_tls.trusted_ca_file", "str",
