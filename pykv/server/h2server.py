@@ -415,3 +415,13 @@ class NativeServer:
         rc = lib.pykv_h2_server_respond(self._h, ffi.from_buffer("pykv_h2_response[]", records),
                                         count, data, len(data))
         check(rc, "handing responses to the gRPC server")
+
+
+def split_client_urls(urls: list[str], choice: str) -> tuple[list[str], list[str]]:
+    """(URLs the native server answers, URLs left to grpcio): with
+    ``--grpc-server native`` every plaintext http URL is native; TLS and
+    unix URLs always stay with grpcio."""
+    if choice != "native":
+        return [], list(urls)
+    native = [u for u in urls if urllib.parse.urlparse(u).scheme == "http"]
+    return native, [u for u in urls if u not in native]

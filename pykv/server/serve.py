@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -68,6 +69,7 @@ async def serve(config: config_mod.ServerConfig) -> None:
     core = Core(config, loop)
     core.start()
     server = None
+    native = None
     pool = None
     try:
         methods, _ = build_methods(config, core)
@@ -77,8 +79,21 @@ async def serve(config: config_mod.ServerConfig) -> None:
             pool = FrontendPool(config, methods)
             await pool.start()
         else:
-            server = grpc_server.build(config, grpc_handlers(methods))
-            await server.start()
+            from pykv.server import h2server
+
+            native_urls, grpcio_urls = h2server.split_client_urls(
+                config.listen_client_urls, config.grpc_server)
+            if native_urls:
+                native = h2server.NativeServer(
+                    methods, max_receive_bytes=config.grpc_max_receive_bytes)
+                for url in native_urls:
+                    native.add_url(url)
+                await native.start()
+            if grpcio_urls:
+                server = grpc_server.build(
+                    dataclasses.replace(config, listen_client_urls=grpcio_urls),
+                    grpc_handlers(methods))
+                await server.start()
         http_servers = []
         if config.listen_metrics_urls:
             from pykv.server import http
@@ -86,7 +101,7 @@ async def serve(config: config_mod.ServerConfig) -> None:
             http_servers = await http.start(core, config.listen_metrics_urls)
         log.info("ready to serve client requests", extra=log_mod.fields(
             urls=config.listen_client_urls, member_id=f"{core.member_id:x}",
-            frontends=config.frontends))
+            frontends=config.frontends, grpc_server=config.grpc_server))
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
@@ -97,6 +112,8 @@ async def serve(config: config_mod.ServerConfig) -> None:
     finally:
         if pool is not None:
             await pool.stop()
+        if native is not None:
+            await native.stop(SHUTDOWN_GRACE_S)
         if server is not None:
             await server.stop(SHUTDOWN_GRACE_S)
         core.stop()
