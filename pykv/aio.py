@@ -78,6 +78,10 @@ class AsyncDB:
         """See ``DB.get`` (runs in the loop's thread)."""
         return self.db.get(key, revision=revision)
 
+    async def get_value(self, key: Bytes) -> bytes | None:
+        """See ``DB.get_value`` (runs in the loop's thread)."""
+        return self.db.get_value(key)
+
     async def range(self, key: Bytes, range_end: Bytes | None = None, **options: Any
                     ) -> t.RangeResult:
         """See ``DB.range``."""

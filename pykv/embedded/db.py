@@ -59,8 +59,12 @@ class DB:
         self._engine = engine
         self._store = engine.store
         self._options = engine.options
+        self._max_request_bytes = engine.options.max_request_bytes
         self._closed = False
         self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
+        # The hot reads, bound once (a closed store raises ClosedError itself).
+        self._store_get = engine.store.get
+        self._store_get_value = engine.store.get_value
 
     @property
     def path(self) -> str:
@@ -80,7 +84,8 @@ class DB:
         Raises ``LeaseNotFound``, ``ValueTooLarge``, ``NoSpace``."""
         req = put_request(key, value, lease, prev_kv)
         body = req.SerializeToString()
-        self._check_size(body)
+        if len(body) > self._max_request_bytes:
+            self._check_size(body)
         self._engine.check_quota(len(body))
         return self._engine.write(Kind.PUT, req, body)
 
@@ -88,15 +93,29 @@ class DB:
         """The ``KeyValue`` of ``key`` (``.value``, ``.mod_revision``,
         ``.version``...) at ``revision`` (0: now), or None. Raises
         ``Compacted`` / ``FutureRevision`` for a revision out of reach."""
+        if type(key) is bytes and key and not revision and not self._closed:
+            return self._store_get(key)  # the fast path: one LMDB lookup
         if self._closed:
             raise self._closed_error()
+        key = as_bytes(key)
+        if not key:
+            raise errors.KeyNotProvided()
         if not revision:
-            key_b = as_bytes(key)
-            if not key_b:
-                raise errors.KeyNotProvided()
-            return self._store.get(key_b)
-        kvs = self._store.range(rpc_pb2.RangeRequest(key=as_bytes(key), revision=revision)).kvs
+            return self._store_get(key)
+        kvs = self._store.range(rpc_pb2.RangeRequest(key=key, revision=revision)).kvs
         return kvs[0] if kvs else None
+
+    def get_value(self, key: Bytes) -> bytes | None:
+        """Only the current value of ``key`` (None if it does not exist):
+        the cheapest read there is."""
+        if type(key) is bytes and key and not self._closed:
+            return self._store_get_value(key)
+        if self._closed:
+            raise self._closed_error()
+        key = as_bytes(key)
+        if not key:
+            raise errors.KeyNotProvided()
+        return self._store_get_value(key)
 
     def range(self, key: Bytes, range_end: Bytes | None = None, *, prefix: bool = False,
               from_key: bool = False, limit: int = 0, revision: int = 0,

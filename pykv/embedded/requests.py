@@ -22,9 +22,26 @@ def lease_id_of(lease: object) -> int:
 
 def put_request(key: Bytes, value: Bytes, lease: object = 0, prev_kv: bool = False,
                 ignore_value: bool = False, ignore_lease: bool = False) -> rpc_pb2.PutRequest:
-    return rpc_pb2.PutRequest(key=as_bytes(key), value=as_bytes(value, "value"),
-                              lease=lease_id_of(lease), prev_kv=prev_kv,
-                              ignore_value=ignore_value, ignore_lease=ignore_lease)
+    req = rpc_pb2.PutRequest()
+    fill_put(req, key, value, lease, prev_kv, ignore_value, ignore_lease)
+    return req
+
+
+def fill_put(req: rpc_pb2.PutRequest, key: Bytes, value: Bytes, lease: object = 0,
+             prev_kv: bool = False, ignore_value: bool = False, ignore_lease: bool = False
+             ) -> None:
+    """Set the fields of ``req`` (setting only those that are not the
+    default costs a third of building the message from keywords)."""
+    req.key = key if type(key) is bytes else as_bytes(key)
+    req.value = value if type(value) is bytes else as_bytes(value, "value")
+    if lease:
+        req.lease = lease_id_of(lease)
+    if prev_kv:
+        req.prev_kv = True
+    if ignore_value:
+        req.ignore_value = True
+    if ignore_lease:
+        req.ignore_lease = True
 
 
 def range_request(key: Bytes, range_end: Bytes | None = None, *, prefix: bool = False,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from pykv.api.etcdserverpb import rpc_pb2
 from pykv.embedded.keys import Bytes, as_bytes, key_range
-from pykv.embedded.requests import delete_request, lease_id_of, put_request, range_request
+from pykv.embedded.requests import delete_request, fill_put, lease_id_of, range_request
 from pykv.mvcc import types as t
 
 if TYPE_CHECKING:
@@ -111,7 +111,9 @@ def lease_of(key: Bytes, range_end: Bytes | None = None, *, prefix: bool = False
 def put_op(key: Bytes, value: Bytes, *, lease: object = 0, prev_kv: bool = False,
            ignore_value: bool = False, ignore_lease: bool = False) -> Op:
     """A put inside a txn; its result is a ``PutResult``."""
-    return Op(request_put=put_request(key, value, lease, prev_kv, ignore_value, ignore_lease))
+    op = Op()
+    fill_put(op.request_put, key, value, lease, prev_kv, ignore_value, ignore_lease)
+    return op
 
 
 def get_op(key: Bytes, range_end: Bytes | None = None, **options: Any) -> Op:

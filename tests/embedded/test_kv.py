@@ -34,6 +34,16 @@ def test_put_with_prev_kv_returns_the_replaced_version(db):
 
 def test_get_of_a_missing_key_is_none(db):
     assert db.get("nothing") is None
+    assert db.get_value("nothing") is None
+
+
+def test_get_value_returns_only_the_value(db):
+    db.put("k", "v")
+    db.put(b"l" * 700, b"long key")  # a long key is stored differently
+    assert db.get_value("k") == b"v"
+    assert db.get_value(b"l" * 700) == b"long key"
+    with pytest.raises(errors.KeyNotProvided):
+        db.get_value("")
 
 
 def test_get_at_a_past_revision_sees_the_old_value(db):
