@@ -1,18 +1,28 @@
-"""The write path with group commit: many threads, one fdatasync per batch.
+"""The write path with group commit: many threads, few fdatasyncs.
 
-Writers queue requests. The first writer to find nobody leading becomes the
-*leader*: it takes everything queued as ONE batch, the batch becomes ONE Raft
-entry (``pykv.engine.requests`` encoding, the server's), appended to the WAL
-and made durable with one ``sync`` (in C, without the GIL: the others go on
-queueing meanwhile). It then applies the batch in ONE LMDB transaction and
-wakes the writers whose requests it carried. Nobody else is woken, and a
-lone writer never waits for another thread: it leads its own batch.
+Writers queue requests; nobody waits for a thread of the engine's own. A
+request goes through two stages, each owned by one writer thread at a time:
 
-Two stages overlap. As soon as its batch is durable, the leader takes the
-apply lock and hands the lead to the oldest queued writer, which appends and
-syncs the next batch while the first is applied: the disk works while
-Python applies. Taking the apply lock *before* handing over keeps batches
-applied in log order (only the new leader can be waiting for that lock).
+1. **The log.** The first writer to find nobody leading becomes the
+   *leader*: it takes everything queued as ONE batch, which becomes ONE
+   Raft entry (``pykv.engine.requests`` encoding, the server's), appended to
+   the WAL and made durable with one ``sync`` (in C, without the GIL: the
+   others go on queueing meanwhile).
+2. **The store.** The durable batch joins the list of batches to apply. The
+   thread that finds nobody applying becomes the *applier*: it applies every
+   batch on the list in ONE LMDB transaction (the store fdatasyncs each
+   commit by default, so fewer commits is fewer fdatasyncs) and wakes the
+   writers whose requests it carried.
+
+The stages overlap: once its batch is durable and listed, the leader hands
+the log to the oldest queued writer, which syncs the next batch while this
+one is applied. Batches join the list in log order (the leader lists its
+batch before handing over) and one applier at a time takes the whole list,
+so the store applies entries in log order. An applier that finds more
+batches listed when it is done hands the store to the writer waiting on the
+oldest of them, so no caller is kept applying other threads' work for long.
+A lone writer never waits for another thread: it leads and applies its own
+batch.
 
 Waiters sleep on a ``threading.Lock`` each. Waking them from C with the GIL
 released was measured too (a pthread condition per thread, one C call per
@@ -27,7 +37,7 @@ produced it. Entries are applied only after they are durable, so the store
 never holds a write the WAL may lose (etcd #14370).
 
 A failure of the WAL or of the store is fatal (as an fsync failure must be,
-RELIABILITY.md 4.6): the batch and every queued request fail with it and so
+RELIABILITY.md 4.6): every request not yet applied fails with it and so
 does every later write; reopening recovers from what is on disk.
 """
 
@@ -47,6 +57,9 @@ from pykv.wal import WAL, RecordType
 
 _ENTRY = int(RecordType.ENTRY)
 _NORMAL = int(EntryType.NORMAL)
+# What a waiting writer is woken for, besides its requests being done.
+_LEAD = 1    # take the log (stage 1)
+_APPLY = 2   # take the store (stage 2)
 
 
 class Request:
@@ -61,8 +74,8 @@ class Request:
         self.body = body
         self.req = req
         self.result: Any = None
-        self.waiter: Any = None     # a held lock, released when the request is done
-        self.promoted = False       # woken to lead instead
+        self.waiter: Any = None     # a held lock its thread sleeps on, released to wake it
+        self.promoted = 0           # _LEAD or _APPLY: woken to take a stage over
 
     def outcome(self) -> Any:
         """The result, or raise the error that was the result."""
@@ -70,6 +83,11 @@ class Request:
         if isinstance(result, BaseException):
             raise result
         return result
+
+
+#: A durable batch waiting to be applied: (entry index, requests, the last
+#: request of the leader that synced it, whose thread waits for it).
+Durable = tuple[int, list[Request], Request]
 
 
 class Committer:
@@ -83,17 +101,19 @@ class Committer:
         self.last_index = last_index          # last entry appended (leader only)
         self.applied_index = last_index       # last entry applied
         self._ids = RequestIds(member_id, int(time.time() * 1000))
-        self._queue: list[Request] = []
-        self._queue_lock = threading.Lock()
-        self._idle = threading.Condition(self._queue_lock)
-        self._leading = False
-        self._apply_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._queue: list[Request] = []       # waiting for the log
+        self._leading = False                 # a thread owns the log
+        self._durable: list[Durable] = []     # in the log, waiting for the store
+        self._applying = False                # a thread owns the store
         self._closed = False
         self.failure: BaseException | None = None
-        self.batches = 0     # batches applied (one Raft entry, one fdatasync each)
+        self.batches = 0     # batches applied (one Raft entry, one WAL fdatasync each)
+        self.commits = 0     # store commits (each applied one or more batches)
         self.requests = 0    # requests applied
-        #: Called with the index of each batch once it is applied (on the
-        #: leader's thread, outside every lock here); must be quick.
+        #: Called with the last applied index after each store commit (on the
+        #: applier's thread, outside every lock here); must be quick.
         self.on_applied: Callable[[int], None] | None = None
 
     # -- the writer's side ---------------------------------------------------------
@@ -106,7 +126,7 @@ class Committer:
         for request in requests:
             request.request_id = new_id()
         last = requests[-1]
-        with self._queue_lock:
+        with self._lock:
             self._check_usable()
             self._queue.extend(requests)
             lead = not self._leading
@@ -115,25 +135,10 @@ class Committer:
             else:
                 last.waiter = waiter = allocate_lock()
                 waiter.acquire()
-        if not lead:
-            try:
-                waiter.acquire()  # until our batch is applied, or we are asked to lead
-            except BaseException:
-                self._abandon(last)
-                raise
-            if not last.promoted:
-                return
-        self._lead()
-
-    def _abandon(self, last: Request) -> None:
-        """The waiting caller was interrupted (KeyboardInterrupt): its
-        requests stay queued and will be done, but the lead must not be
-        handed to a thread that no longer waits for it."""
-        with self._queue_lock:
-            promoted = last.promoted
-            last.waiter = None
-        if promoted:
-            self._lead()
+        if lead:
+            self._lead(last)
+        else:
+            self._wait(last, waiter)
 
     def _check_usable(self) -> None:
         if self.failure is not None:
@@ -142,10 +147,34 @@ class Committer:
         if self._closed:
             raise errors.ClosedError("the database is closed")
 
-    def _lead(self) -> None:
-        with self._queue_lock:
-            batch = self._queue
-            self._queue = []
+    def _wait(self, last: Request, waiter: Any) -> None:
+        """Sleep until ``last`` is applied, or take over the stage this
+        thread is handed."""
+        try:
+            waiter.acquire()
+        except BaseException:  # KeyboardInterrupt: the requests stay queued and will be done
+            with self._lock:
+                last.waiter = None  # so that no stage is handed to this thread from now on
+            self._take_over(last)
+            raise
+        self._take_over(last)
+
+    def _take_over(self, last: Request) -> None:
+        role, last.promoted = last.promoted, 0
+        if role == _LEAD:
+            self._lead(last)
+        elif role == _APPLY:
+            self._apply_all()
+
+    # -- stage 1: the log -----------------------------------------------------------------
+
+    def _lead(self, last: Request) -> None:
+        with self._lock:
+            batch, self._queue = self._queue, []
+            if not batch:  # a failure emptied the queue after we were handed the log
+                self._leading = False
+                self._idle.notify_all()
+                return
         try:
             index = self.last_index + 1
             entry = Entry(self.term, index, _NORMAL,
@@ -154,60 +183,111 @@ class Committer:
             self.last_index = index
             self._wal.sync(position)
         except BaseException as exc:
-            self._fail(exc, batch, holding_apply_lock=False)
+            self._fail(exc, batch)
             return
-        self._apply_lock.acquire()
-        self._hand_over()
-        try:
-            self._apply(index, batch)
-        except BaseException as exc:
-            self._fail(exc, batch, holding_apply_lock=True)
+        with self._lock:
+            if self.failure is not None:  # nothing may be applied after a failure
+                failed = self.failure
+            else:
+                failed = None
+                self._durable.append((index, batch, last))
+        if failed is not None:
+            self._fail(failed, batch)
             return
-        self._apply_lock.release()
-        for request in batch:
-            if request.waiter is not None:
-                request.waiter.release()
-        if self.on_applied is not None:
-            self.on_applied(index)
+        with self._lock:
+            apply_now = not self._applying
+            if apply_now:
+                self._applying = True
+            else:
+                last.waiter = waiter = allocate_lock()
+                waiter.acquire()
+            handed = self._hand(self._queue, _LEAD)
+            if handed is None:
+                self._leading = False
+                self._idle.notify_all()
+        if handed is not None:
+            handed.release()
+        if apply_now:
+            self._apply_all()
+        else:
+            self._wait(last, waiter)
 
-    def _hand_over(self) -> None:
-        """Give the lead to the oldest queued writer, or lay it down."""
-        with self._queue_lock:
-            for request in self._queue:
-                if request.waiter is not None:
-                    request.promoted = True
-                    waiter, request.waiter = request.waiter, None
-                    waiter.release()
+    # -- stage 2: the store -----------------------------------------------------------------
+
+    def _apply_all(self) -> None:
+        while True:
+            with self._lock:
+                taken, self._durable = self._durable, []
+                failed = self.failure
+            if failed is not None:  # a batch missing from the store must stop the rest
+                self._fail(failed, [r for _, batch, _ in taken for r in batch])
+                return
+            try:
+                self._apply(taken)
+            except BaseException as exc:
+                self._fail(exc, [r for _, batch, _ in taken for r in batch])
+                return
+            for _, batch, _ in taken:
+                for request in batch:
+                    if request.waiter is not None:
+                        request.waiter.release()
+            if self.on_applied is not None:
+                self.on_applied(self.applied_index)
+            with self._lock:
+                if not self._durable:
+                    self._applying = False
+                    self._idle.notify_all()
                     return
-            self._leading = False
-            self._idle.notify_all()
+                handed = self._hand([owner for _, _, owner in self._durable], _APPLY)
+            if handed is not None:
+                handed.release()
+                return
+            # Nobody waits on the batches listed meanwhile: apply them too.
 
-    def _apply(self, index: int, batch: list[Request]) -> None:
+    def _apply(self, taken: list[Durable]) -> None:
         handlers = HANDLERS
         etcd_error = errors.EtcdError
-        with self._store.write(index) as w:
-            for request in batch:
-                try:
-                    request.result = handlers[request.kind](w, request.req)
-                except etcd_error as exc:
-                    request.result = exc
-        self.applied_index = index
-        self.batches += 1
-        self.requests += len(batch)
+        count = 0
+        with self._store.write(taken[-1][0]) as w:
+            for _, batch, _ in taken:
+                count += len(batch)
+                for request in batch:
+                    try:
+                        request.result = handlers[request.kind](w, request.req)
+                    except etcd_error as exc:
+                        request.result = exc
+        self.applied_index = taken[-1][0]
+        self.batches += len(taken)
+        self.commits += 1
+        self.requests += count
 
-    def _fail(self, exc: BaseException, batch: list[Request], holding_apply_lock: bool) -> None:
-        """Fatal: fail this batch and everything queued; refuse what comes."""
+    # -- hand-overs and failure -------------------------------------------------------------
+
+    @staticmethod
+    def _hand(candidates: list[Request], role: int) -> Any:
+        """The first waiting request among ``candidates`` gets ``role``;
+        returns its waiter to release (outside the lock), or None."""
+        for request in candidates:
+            if request.waiter is not None:
+                request.promoted = role
+                waiter, request.waiter = request.waiter, None
+                return waiter
+        return None
+
+    def _fail(self, exc: BaseException, requests: list[Request]) -> None:
+        """Fatal: fail ``requests`` and everything not yet applied; refuse
+        what comes."""
         if not isinstance(exc, errors.PykvError):
             exc = errors.StorageError(f"the write path failed: {exc!r}")
-        with self._queue_lock:
+        with self._lock:
             if self.failure is None:
                 self.failure = exc
-            failed = batch + self._queue
-            self._queue = []
-            self._leading = False
+            failed = requests + self._queue
+            for _, batch, _ in self._durable:
+                failed += batch
+            self._queue, self._durable = [], []
+            self._leading = self._applying = False
             self._idle.notify_all()
-        if holding_apply_lock:
-            self._apply_lock.release()
         for request in failed:
             request.result = exc
             if request.waiter is not None:
@@ -217,9 +297,7 @@ class Committer:
 
     def close(self) -> None:
         """Refuse new writes and wait for those in flight to finish."""
-        with self._queue_lock:
+        with self._lock:
             self._closed = True
-            while self._leading:
+            while self._leading or self._applying:
                 self._idle.wait()
-        with self._apply_lock:
-            pass  # the last leader has finished applying

@@ -101,7 +101,8 @@ class Engine:
                             recovery.bytes_cut, recovery.records_dropped)
             store = Store.open(data_dir.db, quota_bytes=options.quota_bytes,
                                max_txn_ops=options.max_txn_ops,
-                               min_lease_ttl=options.min_lease_ttl, clock=options.clock)
+                               min_lease_ttl=options.min_lease_ttl, clock=options.clock,
+                               sync=options.sync)
             return cls(data_dir, lock, wal, store, options)
         except BaseException:
             if store is not None:

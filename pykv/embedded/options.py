@@ -15,12 +15,14 @@ MIB = 1 << 20
 class Options:
     """What ``pykv.open(path, **options)`` accepts; every field has a default.
 
-    ``sync``: True (the default): a write returns once it is on disk (its WAL
-    record fdatasynced; concurrent writers share fdatasyncs). False: nothing
-    is ever fsynced (etcd's ``--unsafe-no-fsync``): a write returns once the
-    OS has it, which survives the process crashing but not the machine (an
-    OS crash or power loss may lose recent writes or, as with etcd, leave a
-    directory that does not open).
+    ``sync``: True (the default): a write returns once it is on disk: its
+    WAL record is fdatasynced, and so is the store's commit that applies it
+    (``pykv.mvcc.Store``'s durable commits, which keep the store file whole
+    across a power loss); concurrent writers share both fdatasyncs. False:
+    nothing is ever fsynced (etcd's ``--unsafe-no-fsync``): a write returns
+    once the OS has it, which survives the process crashing but not the
+    machine (an OS crash or power loss may lose recent writes or leave a
+    store file that does not open).
     """
 
     sync: bool = True

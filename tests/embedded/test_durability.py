@@ -136,3 +136,26 @@ def test_a_failed_fdatasync_fails_the_database_and_a_reopen_recovers(db_path, mo
         for key in acknowledged:
             assert db.get(key) is not None
         assert db.put("after", "v").revision > 1
+
+
+def test_a_failed_store_commit_stops_every_later_write_and_a_reopen_replays_the_wal(db_path):
+    db = pykv.open(db_path)
+    db.put("before", "1")
+    store = db._engine.store
+    real_write = store.write
+
+    def failing_write(index):
+        raise errors.StorageError("injected: the store could not commit")
+
+    store.write = failing_write
+    with pytest.raises(errors.StorageError, match="injected"):
+        db.put("lost-or-not", "2")  # durable in the WAL, not applied: the outcome is unknown
+    store.write = real_write
+    with pytest.raises(errors.StorageError, match="must be reopened"):
+        db.put("after", "3")
+    assert db.get("after") is None
+    db.close()
+    with pykv.open(db_path) as db:  # replay applies what the WAL holds
+        assert db.get("before").value == b"1"
+        assert db.get("lost-or-not").value == b"2"
+        assert db.get("after") is None
