@@ -122,6 +122,7 @@ class AsyncDB:
         return await self._run(self.db.time_to_live, lease, keys=keys)
 
     async def leases(self) -> list[int]:
+        """See ``DB.leases``."""
         return self.db.leases()
 
     async def snapshot(self, path: str | os.PathLike) -> int:
@@ -129,15 +130,19 @@ class AsyncDB:
         return await self._run(self.db.snapshot, path)
 
     async def hash_kv(self, revision: int = 0) -> t.HashKVResult:
+        """See ``DB.hash_kv``."""
         return await self._run(self.db.hash_kv, revision)
 
     async def alarms(self) -> list[t.AlarmMember]:
+        """See ``DB.alarms``."""
         return self.db.alarms()
 
     async def disarm(self) -> list[t.AlarmMember]:
+        """See ``DB.disarm``."""
         return await self._run(self.db.disarm)
 
     async def status(self) -> Status:
+        """See ``DB.status``."""
         return await self._run(self.db.status)
 
     async def close(self) -> None:
@@ -165,6 +170,7 @@ class AsyncTxn(Txn):
         self._adb = adb
 
     async def commit(self) -> t.TxnResult:  # type: ignore[override]
+        """Run the txn; see ``DB.txn``."""
         return await self._adb._run(self._db._txn, self.request())
 
 
@@ -179,23 +185,29 @@ class AsyncLease:
 
     @property
     def id(self) -> int:
+        """The lease id."""
         return self.lease.id
 
     @property
     def ttl(self) -> int:
+        """The granted TTL in seconds."""
         return self.lease.ttl
 
     @property
     def revision(self) -> int:
+        """The store revision when it was granted."""
         return self.lease.revision
 
     async def keepalive(self) -> int:
+        """See ``Lease.keepalive``."""
         return await self._adb.keepalive(self.lease)
 
     async def revoke(self) -> t.LeaseRevokeResult:
+        """See ``Lease.revoke``."""
         return await self._adb.revoke(self.lease)
 
     async def time_to_live(self, keys: bool = False) -> t.LeaseTimeToLive:
+        """See ``Lease.time_to_live``."""
         return await self._adb.time_to_live(self.lease, keys=keys)
 
     async def __aenter__(self) -> AsyncLease:
@@ -250,9 +262,11 @@ class AsyncWatch:
 
     @property
     def revision(self) -> int:
+        """See ``Watch.revision``."""
         return self.watch.revision
 
     def cancel(self) -> None:
+        """See ``Watch.cancel``."""
         self.watch.cancel()
 
     async def __aenter__(self) -> AsyncWatch:

@@ -68,10 +68,12 @@ class DB:
 
     @property
     def path(self) -> str:
+        """The data directory (absolute)."""
         return self._engine.data_dir.root
 
     @property
     def closed(self) -> bool:
+        """Whether ``close()`` has been called."""
         return self._closed
 
     # -- keys and values -----------------------------------------------------------------
@@ -306,6 +308,7 @@ class DB:
         return cleared
 
     def status(self) -> Status:
+        """Revisions, the log's term and index, sizes, alarms: ``Status``."""
         if self._closed:
             raise self._closed_error()
         engine = self._engine

@@ -52,6 +52,7 @@ class Watch:
 
     @property
     def watch_id(self) -> int:
+        """The id of the store's watcher behind it."""
         return self._watcher.watch_id
 
     def add_notify_hook(self, hook: NotifyHook) -> None:
@@ -77,6 +78,7 @@ class Watch:
 
     @property
     def canceled(self) -> bool:
+        """Whether the watch has ended (canceled, or the database closed)."""
         return self._ended or self._watcher.canceled
 
     def poll(self) -> Event | None:
