@@ -77,6 +77,16 @@ Durability, space, compaction, snapshots::
     store.write_snapshot(fileobj); Store.restore_snapshot(fileobj, path)
     store.close()
 
+Another process reading the same store (gRPC front ends beside the core)::
+
+    ro = Store.open_readonly(path)      # never writes; not in the writer's own process
+    ro.refresh()                        # on each "committed" notice: new revision,
+                                        # compact revision, applied index, alarms;
+                                        # follows the writer to a defragmented file
+    ro.hub.advance(revision) -> int     # deliver that revision's events (and any
+                                        # before it not yet delivered) to ro's watchers
+    ro.range(req), ro.get(key), ro.watch(...), ro.hash_kv(), ...   # as above
+
 Results are ``__slots__`` classes with etcd's field names (``pykv.mvcc.types``).
 ``KeyValue`` is the tuple (key, value, header) with etcd's field names as
 properties (revisions decoded on access); build one with ``KeyValue.make``.

@@ -17,7 +17,10 @@ with it either (``swap_in`` removes it; the reopen creates a fresh one).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from typing import Iterator
 
 import lmdb
 
@@ -87,6 +90,25 @@ def swap_in(tmp: str, path: str) -> None:
         raise errors.StorageError(f"cannot remove the old lock file {path}{LOCK_SUFFIX}: {exc}"
                                   ) from exc
     fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+@contextlib.contextmanager
+def swap_lock(path: str, exclusive: bool) -> Iterator[None]:
+    """flock on the store's directory: read-only processes (other processes
+    reading the store) open the environment holding it shared, the writer
+    swaps the file in holding it exclusive, so that nobody pairs the new
+    file with the old lock file or the reverse."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise errors.StorageError(f"cannot open the store directory {directory}: {exc}"
+                                  ) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def fsync_dir(directory: str) -> None:

@@ -33,10 +33,14 @@ class Tables:
 
     __slots__ = ("kv", "hist", "rev", "lease", "lease_keys", "alarm", "meta", "by_name", "aux")
 
-    def __init__(self, env: lmdb.Environment, txn: lmdb.Transaction):
+    def __init__(self, env: lmdb.Environment, txn: lmdb.Transaction | None):
+        """Opens (creating them) every table in the write transaction
+        ``txn``; with None (read-only environments), opens the existing
+        tables, each in its own short transaction (py-lmdb drops handles
+        opened in a read transaction it recycles)."""
         self.by_name = {}
         for name in s.TABLES:
-            self.by_name[name] = env.open_db(name, txn=txn, create=True)
+            self.by_name[name] = env.open_db(name, txn=txn, create=txn is not None)
         self.kv = self.by_name[s.TABLE_KV]
         self.hist = self.by_name[s.TABLE_HIST]
         self.rev = self.by_name[s.TABLE_REV]

@@ -80,8 +80,13 @@ class ReadViews:
     need the store's writer lock."""
 
     def __init__(self, env: lmdb.Environment, meta_db: object,
-                 closed_error: Callable[[], BaseException]):
+                 closed_error: Callable[[], BaseException],
+                 on_map_resized: Callable[[], None] | None = None):
+        """``on_map_resized``: called (slot not busy) when another process
+        has grown the map past this process's (read-only stores); it must
+        adopt the new size, after which the begin is retried."""
         self._env = env
+        self._on_map_resized = on_map_resized
         self._meta_db = meta_db
         self._closed_error = closed_error
         self.gen = 0
@@ -130,16 +135,25 @@ class ReadViews:
         """Begin a current view in ``slot`` (which is busy). Waits while the
         readers are quiesced; raises the closed error once closed."""
         try:
-            while self.resizing:
-                slot.busy = False
-                with self._resize_done:
-                    self._resize_done.wait_for(lambda: not self.resizing)
-                slot.busy = True
-            if self.closed:
-                raise self._closed_error()
-            gen = self.gen  # read before begin(): a commit in between makes the view stale
-            slot.view = NO_VIEW
-            txn = self._env.begin()
+            while True:
+                while self.resizing:
+                    slot.busy = False
+                    with self._resize_done:
+                        self._resize_done.wait_for(lambda: not self.resizing)
+                    slot.busy = True
+                if self.closed:
+                    raise self._closed_error()
+                gen = self.gen  # read before begin(): a commit in between makes the view stale
+                slot.view = NO_VIEW
+                try:
+                    txn = self._env.begin()
+                    break
+                except lmdb.MapResizedError:
+                    if self._on_map_resized is None:
+                        raise
+                    slot.busy = False
+                    self._on_map_resized()
+                    slot.busy = True
             meta = self._meta_db
             revision = s.unpack_i64(txn.get(s.META_REVISION, db=meta))
             raw = txn.get(s.META_COMPACT, db=meta)

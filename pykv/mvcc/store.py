@@ -29,6 +29,7 @@ from pykv.mvcc.write import WriteBatch
 DEFAULT_QUOTA_BYTES = 2 << 30        # etcd's --quota-backend-bytes default
 DEFAULT_MAX_TXN_OPS = 128            # etcd's --max-txn-ops default
 COMPACT_BATCH_CHANGES = 1000         # etcd compacts 1000 revisions per batch
+READER_CHECK_COMMITS = 256           # clear dead processes' reader slots this often
 _MIN_MAP_BYTES = 64 << 20
 _MAX_READERS = 512
 
@@ -39,13 +40,27 @@ _HB = s.HDR_BYTES
 _KMAX = s.KV_KEY_MAX
 
 
-def _open_env(path: str, map_bytes: int, sync: bool) -> lmdb.Environment:
+def _open_env(path: str, map_bytes: int, sync: bool, readonly: bool = False
+              ) -> lmdb.Environment:
+    """LMDB with the store's flags. Read-only: the writer's lock file is used
+    (lock=True) so that this process's readers register in it and the writer
+    never reuses pages they read; the map size is taken from the file."""
     try:
         return lmdb.open(path, subdir=False, map_size=map_bytes, max_dbs=len(s.TABLES) + 1,
                          max_readers=_MAX_READERS, sync=sync, metasync=False, readahead=False,
-                         meminit=False, lock=True)
+                         meminit=False, lock=True, readonly=readonly, create=not readonly)
     except lmdb.Error as exc:
-        raise errors.StorageError(f"cannot open the MVCC store {path}: {exc}") from exc
+        raise errors.StorageError(f"cannot open the MVCC store {path}"
+                                  f"{' read-only' if readonly else ''}: {exc}") from exc
+
+
+def _file_id(path: str) -> tuple[int, int]:
+    """Identity of the data file: defragmentation replaces it."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise errors.StorageError(f"cannot stat the MVCC store {path}: {exc}") from exc
+    return st.st_dev, st.st_ino
 
 
 class Store:
@@ -57,21 +72,37 @@ class Store:
     """
 
     def __init__(self, env: lmdb.Environment, path: str, *, quota_bytes: int, max_txn_ops: int,
-                 clock: Callable[[], float], min_lease_ttl: int, sync: bool):
+                 clock: Callable[[], float], min_lease_ttl: int, sync: bool,
+                 readonly: bool = False):
         self._env = env
         self.path = path
         self._sync = sync
+        self.readonly = readonly
+        self._file_id = _file_id(path)
         self.quota_bytes = quota_bytes
         self.max_txn_ops = max_txn_ops
         self.compact_batch_changes = COMPACT_BATCH_CHANGES
         self._closed = False
         self._write_lock = threading.Lock()
         self._compacted = threading.Condition()
-        with env.begin(write=True) as txn:
-            self._tables = index.Tables(env, txn)
-            self._kv_db = self._tables.kv
-            meta = self._load_meta(txn)
-        self._views = readers.ReadViews(env, self._tables.meta, self._closed_error)
+        self._commits = 0
+        try:
+            if readonly:
+                self._tables = index.Tables(env, None)
+            with env.begin(write=not readonly) as txn:
+                if not readonly:
+                    self._tables = index.Tables(env, txn)
+                self._kv_db = self._tables.kv
+                meta = self._load_meta(txn)
+        except lmdb.NotFoundError as exc:
+            env.close()
+            raise errors.StorageError(f"MVCC store {path} lacks a table its writer creates "
+                                      "(open it for writing first)") from exc
+        except BaseException:
+            env.close()
+            raise
+        self._views = readers.ReadViews(env, self._tables.meta, self._closed_error,
+                                        on_map_resized=self._map_resized if readonly else None)
         self._revision = meta[s.META_REVISION]
         self._compact_revision = meta[s.META_COMPACT]
         self._compact_done = meta[s.META_COMPACT_DONE]
@@ -129,10 +160,122 @@ class Store:
         return cls(env, path, quota_bytes=quota_bytes, max_txn_ops=max_txn_ops, clock=clock,
                    min_lease_ttl=min_lease_ttl, sync=sync)
 
+    @classmethod
+    def open_readonly(cls, path: str, *, clock: Callable[[], float] = time.monotonic,
+                      min_lease_ttl: int = DEFAULT_MIN_TTL) -> Store:
+        """Open, for reads and watches only, the store that another process
+        (its writer) owns: gRPC front-end processes beside the core.
+
+        Never writes (``write()`` and the other writing calls raise
+        ``StorageError``). Reads see the state as of the last ``refresh()``
+        or later; the caller must call ``refresh()`` (or ``hub.advance(R)``)
+        whenever the writer says it committed, both to see new data and
+        because a read view that is never renewed keeps the writer from
+        reusing pages. The lessor is loaded once, at open: lease questions
+        belong to the writer. LMDB allows one environment per process: the
+        writer's own process must use its writable store instead (this
+        raises ``StorageError``)."""
+        if not os.path.exists(path):
+            raise errors.StorageError(f"no MVCC store at {path} (its writer creates it)")
+        with defrag.swap_lock(path, exclusive=False):  # not while the writer swaps files
+            env = _open_env(path, _MIN_MAP_BYTES, sync=False, readonly=True)
+            return cls(env, path, quota_bytes=DEFAULT_QUOTA_BYTES,
+                       max_txn_ops=DEFAULT_MAX_TXN_OPS, clock=clock,
+                       min_lease_ttl=min_lease_ttl, sync=False, readonly=True)
+
+    def refresh(self) -> None:
+        """(Read-only store) Pick up what the writer has committed: the
+        revision, compact revision, applied index and alarms; make every
+        thread's cached read view stale, dropping the idle ones (their next
+        read begins a current one); reopen the file if the writer has
+        defragmented it. Cheap enough to call on every commit notification.
+        A no-op on the writer's own store, which is always current."""
+        self._check_open()
+        if not self.readonly:
+            return
+        with self._write_lock:
+            self._check_open()
+            if _file_id(self.path) != self._file_id:
+                self._reopen()
+            txn = self._begin_adopting_map_size()
+            try:
+                meta = self._tables.meta
+                values = {name: txn.get(name, db=meta) for name in (
+                    s.META_REVISION, s.META_COMPACT, s.META_COMPACT_DONE, s.META_APPLIED_INDEX)}
+                alarms = {s.ALARM.unpack(k) for k in
+                          txn.cursor(self._tables.alarm).iternext(values=False)}
+            finally:
+                txn.abort()
+            number = {name: 0 if raw is None else s.unpack_i64(raw) for name, raw in values.items()}
+            self._revision = number[s.META_REVISION]
+            self._compact_revision = number[s.META_COMPACT]
+            self._compact_done = number[s.META_COMPACT_DONE]
+            self._applied_index = number[s.META_APPLIED_INDEX]
+            self._alarms = alarms
+            self._views.committed()
+
+    def _reopen(self) -> None:
+        """(Read-only, ``_write_lock`` held) The writer replaced the file
+        (defragmentation): close ours and open the new one."""
+        self._views.quiesce()
+        try:
+            self._env.close()
+            try:
+                with defrag.swap_lock(self.path, exclusive=False):
+                    self._attach(_open_env(self.path, _MIN_MAP_BYTES, sync=False, readonly=True))
+            except BaseException:
+                self._closed = self._views.closed = True
+                raise
+        finally:
+            self._views.release()
+
+    def _begin_adopting_map_size(self) -> lmdb.Transaction:
+        """A read transaction; if the writer has grown the map past ours,
+        adopt its size first (``_write_lock`` held)."""
+        try:
+            return self._env.begin()
+        except lmdb.MapResizedError:
+            self._views.quiesce()
+            try:
+                self._env.set_mapsize(0)  # 0: the size the writer recorded
+            finally:
+                self._views.release()
+            return self._env.begin()
+
+    def _map_resized(self) -> None:
+        """A reader thread met MDB_MAP_RESIZED (read-only store, the reader
+        not busy): adopt the writer's map size once for everyone."""
+        with self._write_lock:
+            self._check_open()
+            self._begin_adopting_map_size().abort()
+
+    def _clear_dead_readers(self) -> None:
+        """Free the LMDB reader slots of dead processes (a killed read-only
+        process's slot keeps pinning its snapshot: LMDB reuses no page freed
+        after it until the slot is cleared)."""
+        try:
+            cleared = self._env.reader_check()
+        except lmdb.Error as exc:
+            _log.warning("clearing stale LMDB reader slots of %s failed: %s", self.path, exc)
+            return
+        if cleared:
+            _log.info("cleared %d LMDB reader slot(s) of dead processes in %s", cleared,
+                      self.path)
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise errors.StorageError(f"the MVCC store {self.path} is open read-only: writes go "
+                                      "through the process that owns it")
+
     def _attach(self, env: lmdb.Environment) -> None:
-        """Use ``env`` (reopened after defragmentation) from now on."""
-        with env.begin(write=True) as txn:
-            tables = index.Tables(env, txn)
+        """Use ``env`` (reopened after defragmentation) from now on (readers
+        quiesced)."""
+        if self.readonly:
+            tables = index.Tables(env, None)
+        else:
+            with env.begin(write=True) as txn:
+                tables = index.Tables(env, txn)
+        self._file_id = _file_id(self.path)
         self._env = env
         self._tables = tables
         self._kv_db = tables.kv
@@ -141,6 +284,9 @@ class Store:
     def _load_meta(self, txn: lmdb.Transaction) -> dict[bytes, int]:
         meta = self._tables.meta
         version = txn.get(s.META_SCHEMA, db=meta)
+        if version is None and self.readonly:
+            raise errors.StorageError(f"MVCC store {self.path} is not initialized (open it for "
+                                      "writing first)")
         if version is None:
             if txn.stat(self._tables.rev)["entries"] or txn.stat(self._tables.kv)["entries"]:
                 raise errors.CorruptionError(f"MVCC store {self.path}: data without a schema "
@@ -216,6 +362,7 @@ class Store:
 
     def _begin_write(self, index_: int, strict: bool) -> WriteBatch:
         self._check_open()
+        self._check_writable()
         if index_ < self._applied_index or (strict and index_ == self._applied_index):
             raise ValueError(f"entry index {index_} is already applied (applied index "
                              f"{self._applied_index}): skip it")
@@ -242,6 +389,9 @@ class Store:
         if batch._lease_changes:
             self.lessor._apply(batch._lease_changes)
         self._views.committed()
+        self._commits += 1
+        if self._commits % READER_CHECK_COMMITS == 0:
+            self._clear_dead_readers()
         try:
             self.hub._publish(batch._changes, batch.revision, self._compact_revision)
         except Exception:  # the batch is committed: a hub bug must not undo that
@@ -254,8 +404,12 @@ class Store:
                 self._compacted.notify_all()
 
     def checkpoint(self) -> None:
-        """Make every committed batch durable (fsync of the LMDB file)."""
+        """Make every committed batch durable (fsync of the LMDB file).
+        Also clears the reader slots of dead processes (a killed front end's
+        slot would otherwise keep LMDB from reusing pages)."""
         self._check_open()
+        self._check_writable()
+        self._clear_dead_readers()
         try:
             self._env.sync(True)
         except lmdb.Error as exc:
@@ -273,6 +427,7 @@ class Store:
         swap. A crash at any point leaves a complete file (old or new). If
         the swap itself fails, the store is closed and the error raised."""
         self._check_open()
+        self._check_writable()
         with self._write_lock:
             self._check_open()
             before = os.path.getsize(self.path)
@@ -280,17 +435,19 @@ class Store:
             map_bytes = self._env.info()["map_size"]
             self._views.quiesce()
             try:
-                self._env.close()
-                swap_error = None
-                try:
-                    defrag.swap_in(tmp, self.path)
-                except errors.StorageError as exc:
-                    swap_error = exc  # reopen whichever complete file is there, then raise
-                try:
-                    self._attach(_open_env(self.path, map_bytes, self._sync))
-                except BaseException:
-                    self._closed = self._views.closed = True
-                    raise
+                # Read-only processes open the store only under the shared lock.
+                with defrag.swap_lock(self.path, exclusive=True):
+                    self._env.close()
+                    swap_error = None
+                    try:
+                        defrag.swap_in(tmp, self.path)
+                    except errors.StorageError as exc:
+                        swap_error = exc  # reopen whichever complete file is there, then raise
+                    try:
+                        self._attach(_open_env(self.path, map_bytes, self._sync))
+                    except BaseException:
+                        self._closed = self._views.closed = True
+                        raise
             finally:
                 self._views.release()
             if swap_error is not None:
@@ -309,6 +466,7 @@ class Store:
     def compact_step(self) -> bool:
         """Remove one bounded chunk of compacted history (writer thread, or
         any thread between batches). Returns whether more remains."""
+        self._check_writable()
         if not self.compact_pending:
             return False
         with self._begin_write(self._applied_index, strict=False):

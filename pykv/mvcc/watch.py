@@ -63,6 +63,10 @@ def _notify_all(watchers: list[Watcher]) -> None:
                 _log.exception("watch notify hook of watcher %s failed", w.watch_id)
 
 
+def _prev_in_change(change: Change) -> bytes | None:
+    return change[4]
+
+
 class WatchResponse:
     """One delivery to one watcher. ``events`` empty and ``compact_revision``
     0: a progress notification at ``revision``. ``canceled`` with
@@ -171,6 +175,7 @@ class WatchHub:
         self.sync_max_watchers = sync_max_watchers
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
+        self._advance_lock = threading.Lock()
         self._by_key: dict[bytes, set[Watcher]] = {}   # synced single-key watchers
         self._ranges: set[Watcher] = set()             # synced range watchers
         self._unsynced: set[Watcher] = set()
@@ -311,9 +316,11 @@ class WatchHub:
             out.append(cache.event(i, w.prev_kv))
         return out
 
-    def _publish(self, changes: list[Change], revision: int, compact: int) -> None:
+    def _publish(self, changes: list[Change], revision: int, compact: int,
+                 prev_of: Callable[[Change], bytes | None] | None = None) -> None:
         """After a commit (writer thread): hand the batch's changes to synced
-        watchers. Never blocks on a watcher."""
+        watchers. Never blocks on a watcher. ``prev_of(change)``: the previous
+        record of a change (default: the change's own, as the writer has it)."""
         notify = []
         with self._lock:
             before = self._published
@@ -321,7 +328,7 @@ class WatchHub:
             self._compact = compact
             if not changes or (not self._by_key and not self._ranges):
                 return
-            cache = _EventCache(changes, lambda change: change[4])
+            cache = _EventCache(changes, prev_of or _prev_in_change)
             hits = self._match(changes, self._by_key, self._ranges)
             limit = self.buffer_responses
             for w, idxs in hits.items():
@@ -405,6 +412,63 @@ class WatchHub:
                     self._unsynced.discard(w)
                     self._add_synced(w)
         return delivered
+
+    # --- following a store that another process writes ------------------------------------
+
+    def advance(self, revision: int) -> int:
+        """For a hub over a read-only store (``Store.open_readonly``): the
+        writer says it has committed up to ``revision``. Delivers the events
+        of every revision not delivered yet, up to ``revision`` or as far as
+        the store shows, from history, in order, each once, prev_kv included.
+        Returns the revision delivered up to (the next call goes on from
+        there). Refreshes the store first when it is behind ``revision``.
+        Watchers whose next revision has been compacted away are canceled
+        with the compact revision, as a slow watcher would be. One caller
+        at a time (the process's follower loop)."""
+        store = self._store
+        with self._advance_lock:
+            if revision > store.revision:
+                store.refresh()
+            while self._published < revision:
+                if not self._advance_batch(store, revision):
+                    break
+            return self._published
+
+    def _advance_batch(self, store: Store, revision: int) -> bool:
+        """Deliver one batch of revisions; False if there was nothing to do
+        (the store does not show more yet)."""
+        slot, view = store._views.begin()
+        try:
+            low = self._published + 1
+            high = min(revision, view.revision, low + self.sync_batch_revs - 1)
+            if high < low:
+                return False
+            if low < view.compact:
+                # History from ``low`` may be gone: everyone synced falls
+                # behind, and the sync loop cancels (or catches up) each one.
+                self._fall_behind(low, min(revision, view.revision), view.compact)
+                return True
+            txn, tables = view.txn, store._tables
+            # Tombstones become rec None, as the writer records deletes.
+            changes = [(main, sub, key, rec if _HDR_unpack(rec)[2] else None, None)
+                       for main, sub, key, rec in index.changes(txn, tables, low, high)
+                       if rec is not None]
+            self._publish(changes, high, view.compact, prev_of=lambda change: index.prev_record(
+                txn, tables, change[2], change[0], change[1]))
+            return True
+        finally:
+            store._views.end(slot, view)
+
+    def _fall_behind(self, low: int, revision: int, compact: int) -> None:
+        with self._lock:
+            synced = [w for g in self._by_key.values() for w in g] + list(self._ranges)
+            for w in synced:
+                self._remove(w)
+                w.min_rev = max(w.min_rev, low)
+                self._unsynced.add(w)
+            self._published = revision
+            self._compact = compact
+        self._wake.set()
 
     # --- progress ---------------------------------------------------------------------------------
 
