@@ -55,7 +55,8 @@ class DataDir:
         return os.path.exists(self.db)
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """fsync a directory, so that the entries made in it survive a crash."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -84,7 +85,7 @@ def make_dirs(path: str) -> None:
         except OSError as exc:
             raise errors.StorageError(f"cannot create directory {directory}: {exc.strerror}") \
                 from None
-        _fsync_dir(os.path.dirname(directory))
+        fsync_dir(os.path.dirname(directory))
     mode = stat.S_IMODE(os.stat(path).st_mode)
     if mode & 0o077 and path not in missing:
         # etcd refuses to start in this case; we tighten it, and say so.

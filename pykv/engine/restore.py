@@ -51,6 +51,42 @@ def read_snapshot_file(path: str, skip_hash_check: bool = False) -> bytes:
     return body
 
 
+class _HashingWriter:
+    """A file that also hashes what goes through it (SHA-256)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+
+def save_snapshot_file(store: Store, path: str) -> int:
+    """Write a snapshot of ``store`` (one consistent view) to ``path`` in the
+    shape ``etcdctl snapshot save`` gets from pykv (the stream, zero padding
+    to a multiple of 512 bytes, the SHA-256 of both), so that ``pykv
+    snapshot restore|status`` read it. Atomic: a ``.part`` file is fsynced,
+    renamed over ``path``, and the directory fsynced. Returns its size."""
+    part = path + ".part"
+    try:
+        with open(part, "wb") as handle:
+            out = _HashingWriter(handle)
+            store.write_snapshot(out)
+            out.write(bytes(-out.size % 512))
+            handle.write(out.digest.digest())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(part, path)
+        layout.fsync_dir(os.path.dirname(os.path.abspath(path)))
+    except OSError as exc:
+        raise errors.StorageError(f"cannot write the snapshot {path}: {exc}") from exc
+    return out.size + SHA256_BYTES
+
+
 @dataclass
 class SnapshotStatus:
     hash: int
