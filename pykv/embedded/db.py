@@ -16,6 +16,7 @@ from pykv.embedded.keys import Bytes, as_bytes, key_range
 from pykv.embedded.lease import Lease
 from pykv.embedded.requests import delete_request, lease_id_of, put_request, range_request
 from pykv.embedded.watch import Watch
+from pykv.engine import restore
 from pykv.engine.requests import Kind
 from pykv.mvcc import KeyValue, reads
 from pykv.mvcc import types as t
@@ -264,27 +265,13 @@ class DB:
 
     def snapshot(self, path: str | os.PathLike) -> int:
         """Write a snapshot of the whole store (one consistent view) to
-        ``path``, atomically (a ``.part`` file fsynced, then renamed); the
-        format is pykv's snapshot stream, as ``pykv serve`` sends it.
-        Returns its size in bytes."""
+        ``path``, atomically, in the shape ``etcdctl snapshot save`` gets
+        from ``pykv serve`` (pykv's snapshot stream, padded, with a SHA-256
+        trailer): ``pykv snapshot restore`` builds a data directory from it
+        and ``pykv snapshot status`` describes it. Returns its size."""
         if self._closed:
             raise self._closed_error()
-        path = os.fspath(path)
-        part = path + ".part"
-        try:
-            with open(part, "wb") as handle:
-                size = self._store.write_snapshot(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(part, path)
-            directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-        except OSError as exc:
-            raise errors.StorageError(f"cannot write the snapshot {path}: {exc}") from exc
-        return size
+        return restore.save_snapshot_file(self._store, os.fspath(path))
 
     def hash_kv(self, revision: int = 0) -> t.HashKVResult:
         """A hash of the key-value history up to ``revision`` (0: now), equal

@@ -4,6 +4,7 @@ directories ``pykv.open`` refuses to guess about."""
 from __future__ import annotations
 
 import os
+import pathlib
 
 import pytest
 
@@ -100,3 +101,46 @@ def test_a_failed_open_releases_the_lock(db_path):
     lock = layout.DirectoryLock(data_dir)
     lock.acquire()  # would raise LockedError if the failed open still held it
     lock.release()
+
+
+def test_a_snapshot_restores_with_pykv_snapshot_restore_into_a_directory_that_opens(db_path,
+                                                                                   tmp_path):
+    import subprocess
+    import sys
+
+    with pykv.open(db_path) as db:
+        for i in range(50):
+            db.put(f"k{i:02d}", f"v{i}")
+        db.delete("k07")
+        revision = db.status().revision
+        digest = db.hash_kv().hash
+        size = db.snapshot(tmp_path / "snap.db")
+    assert (tmp_path / "snap.db").stat().st_size == size and size % 512 == 32
+    root = pathlib.Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    status = subprocess.run([sys.executable, "-m", "pykv", "snapshot", "status",
+                             str(tmp_path / "snap.db"), "-w", "json"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert '"revision": %d' % revision in status.stdout and '"totalKey": 49' in status.stdout
+    restored = subprocess.run([sys.executable, "-m", "pykv", "snapshot", "restore",
+                               str(tmp_path / "snap.db"), "--data-dir", str(tmp_path / "new")],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert restored.returncode == 0, restored.stderr
+    with pykv.open(tmp_path / "new") as db:
+        assert db.status().revision == revision
+        assert db.hash_kv().hash == digest
+        assert db.get("k07") is None and db.get("k49").value == b"v49"
+        db.put("k50", "after")
+
+
+def test_a_damaged_snapshot_file_is_refused(db, tmp_path):
+    from pykv.engine import restore
+
+    db.put("k", "v")
+    db.snapshot(tmp_path / "snap.db")
+    data = bytearray((tmp_path / "snap.db").read_bytes())
+    data[100] ^= 0xFF
+    (tmp_path / "bad.db").write_bytes(bytes(data))
+    with pytest.raises(errors.CorruptionError, match="SHA-256 mismatch"):
+        restore.read_snapshot_file(str(tmp_path / "bad.db"))
