@@ -173,7 +173,7 @@ class Committer:
             batch, self._queue = self._queue, []
             if not batch:  # a failure emptied the queue after we were handed the log
                 self._leading = False
-                self._idle.notify_all()
+                self._notify_idle()
                 return
         try:
             index = self.last_index + 1
@@ -186,25 +186,22 @@ class Committer:
             self._fail(exc, batch)
             return
         with self._lock:
-            if self.failure is not None:  # nothing may be applied after a failure
-                failed = self.failure
-            else:
-                failed = None
+            failed = self.failure  # nothing may be applied after a failure
+            if failed is None:
                 self._durable.append((index, batch, last))
+                apply_now = not self._applying
+                if apply_now:
+                    self._applying = True
+                else:
+                    last.waiter = waiter = allocate_lock()
+                    waiter.acquire()
+                handed = self._hand(self._queue, _LEAD)
+                if handed is None:
+                    self._leading = False
+                    self._notify_idle()
         if failed is not None:
             self._fail(failed, batch)
             return
-        with self._lock:
-            apply_now = not self._applying
-            if apply_now:
-                self._applying = True
-            else:
-                last.waiter = waiter = allocate_lock()
-                waiter.acquire()
-            handed = self._hand(self._queue, _LEAD)
-            if handed is None:
-                self._leading = False
-                self._idle.notify_all()
         if handed is not None:
             handed.release()
         if apply_now:
@@ -236,7 +233,7 @@ class Committer:
             with self._lock:
                 if not self._durable:
                     self._applying = False
-                    self._idle.notify_all()
+                    self._notify_idle()
                     return
                 handed = self._hand([owner for _, _, owner in self._durable], _APPLY)
             if handed is not None:
@@ -262,6 +259,11 @@ class Committer:
         self.requests += count
 
     # -- hand-overs and failure -------------------------------------------------------------
+
+    def _notify_idle(self) -> None:
+        """A stage was laid down (lock held): only ``close()`` waits for that."""
+        if self._closed:
+            self._idle.notify_all()
 
     @staticmethod
     def _hand(candidates: list[Request], role: int) -> Any:
