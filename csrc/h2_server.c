@@ -43,6 +43,7 @@
 #define HEAP_CHECK_MIN 65536
 
 enum { TAG_LISTENER = 1, TAG_WAKE = 2, TAG_CONN = 3 };
+enum { EOF_NONE = 0, EOF_CLEAN = 1, EOF_BROKEN = 2 };
 
 static uint64_t tag(uint32_t kind, uint32_t index) { return ((uint64_t)kind << 32) | index; }
 
@@ -52,7 +53,7 @@ typedef struct conn_slot {
     uint32_t gen;         /* bumped on every reuse: stale ids miss */
     uint32_t epoll_mask;
     int dirty;            /* in the dirty list this turn */
-    int eof;              /* the peer closed or the socket failed */
+    int eof;              /* EOF_CLEAN: the peer closed; EOF_BROKEN: the socket failed */
     uint32_t next_free;
 } conn_slot;
 
@@ -308,7 +309,7 @@ static void read_ready(pykv_h2_server *s, uint32_t index, int64_t now) {
         size_t space;
         uint8_t *at = h2_conn_read_space(slot->conn, 16384, &space);
         if (at == NULL) {
-            slot->eof = 1;
+            slot->eof = EOF_BROKEN;
             break;
         }
         if (space > READ_CHUNK_BYTES) space = READ_CHUNK_BYTES;
@@ -324,7 +325,7 @@ static void read_ready(pykv_h2_server *s, uint32_t index, int64_t now) {
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        slot->eof = 1;  /* 0: the peer closed; < 0: the socket failed */
+        slot->eof = n == 0 ? EOF_CLEAN : EOF_BROKEN;
     }
     mark_dirty(s, index);
 }
@@ -334,7 +335,7 @@ static void service(pykv_h2_server *s, uint32_t index) {
     conn_slot *slot = &s->slots[index];
     slot->dirty = 0;
     if (slot->conn == NULL) return;
-    if (slot->eof) {
+    if (slot->eof == EOF_BROKEN) {
         close_conn(s, index);
         return;
     }
@@ -353,6 +354,12 @@ static void service(pykv_h2_server *s, uint32_t index) {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         close_conn(s, index);  /* EPIPE, ECONNRESET: the client is gone */
+        return;
+    }
+    if (slot->eof == EOF_CLEAN) {
+        /* The client sent all it will: what could be written was (an answer
+         * to its last frames, a GOAWAY); calls still open are cancelled. */
+        close_conn(s, index);
         return;
     }
     const uint8_t *data;
