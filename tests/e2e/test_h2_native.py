@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from pykv.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from pykv.api.v3lockpb import v3lock_pb2, v3lock_pb2_grpc
 from tests.e2e.h2wire import WireClient, grpc_messages
 from tests.e2e.harness import ServerProcess, etcdctl
 
@@ -136,9 +137,16 @@ def test_cancelled_watches_and_timed_out_calls_leave_the_server_serving(channel,
     for call in calls:
         call.cancel()
     gate.set()
-    with pytest.raises(grpc.RpcError) as info:  # a linearizable read with no time to do it
-        kv.Range(rpc_pb2.RangeRequest(key=b"/cancel/"), timeout=0.0001)
+    # a call that waits on the server (a lock held by another lease) times out
+    lease = rpc_pb2_grpc.LeaseStub(channel)
+    locks = v3lock_pb2_grpc.LockStub(channel)
+    holder, waiter = (lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=30), timeout=10).ID
+                      for _ in range(2))
+    held = locks.Lock(v3lock_pb2.LockRequest(name=b"/cancel-lock", lease=holder), timeout=10)
+    with pytest.raises(grpc.RpcError) as info:
+        locks.Lock(v3lock_pb2.LockRequest(name=b"/cancel-lock", lease=waiter), timeout=0.5)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    locks.Unlock(v3lock_pb2.UnlockRequest(key=held.key), timeout=10)
     kv.Put(rpc_pb2.PutRequest(key=b"/cancel/after", value=b"ok"), timeout=10)
     assert etcdctl(server.endpoint, "get", "/cancel/after", "--print-value-only").stdout == b"ok\n"
 
