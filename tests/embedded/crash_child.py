@@ -1,5 +1,6 @@
-"""Child process of test_durability.py: opens a data directory with
-``sync=True`` and writes from several threads, printing ``<thread> <k>``
+"""Child process of test_durability.py: opens a data directory (with
+``sync=True`` unless the third argument is ``nosync``) and writes from
+several threads, printing ``<thread> <k>``
 after each put of key ``t<thread>/<k>`` returns (an acknowledgment). Killed
 at random moments, or by a WAL failpoint (PYKV_FAILPOINTS).
 
@@ -15,7 +16,8 @@ import pykv
 from pykv.embedded import put_op
 
 path, threads = sys.argv[1], int(sys.argv[2])
-db = pykv.open(path)
+sync = sys.argv[3] == "sync" if len(sys.argv) > 3 else True
+db = pykv.open(path, sync=sync)
 out_lock = threading.Lock()
 
 

@@ -41,14 +41,15 @@ def value_for(t: int, k: int) -> bytes:
     return f"{t}:{k}:".encode() * (1 + k % 7)  # as crash_child.py writes it
 
 
-def run_child_until_killed(path: pathlib.Path, rng: random.Random) -> dict[int, int]:
+def run_child_until_killed(path: pathlib.Path, rng: random.Random, sync: bool = True
+                           ) -> dict[int, int]:
     """Start the child, let it write, kill it; the highest acknowledged k per thread."""
     failpoints = None
-    if rng.random() < 0.5:
+    if sync and rng.random() < 0.5:
         failpoints = f"{rng.choice(FAILPOINTS)}=kill@{rng.randint(5, 150)}"
     child = subprocess.Popen([sys.executable, str(HERE / "crash_child.py"), str(path),
-                              str(THREADS)], cwd=ROOT, env=child_env(failpoints),
-                             stdout=subprocess.PIPE)
+                              str(THREADS), "sync" if sync else "nosync"], cwd=ROOT,
+                             env=child_env(failpoints), stdout=subprocess.PIPE)
     acked: dict[int, int] = {}
     try:
         if child.stdout.readline() != b"ready\n":  # a failpoint fired during open
@@ -92,6 +93,18 @@ def test_killed_writers_never_lose_an_acknowledged_write(tmp_path):
             acked_ever[t] = max(acked_ever.get(t, -1), k)
         check_after_crash(path, acked_ever)
     assert sum(k + 1 for k in acked_ever.values()) > 0
+
+
+def test_without_sync_a_killed_process_still_loses_nothing_acknowledged(tmp_path):
+    """sync=False gives up the machine crash, not the process crash: every
+    write is handed to the OS before its call returns."""
+    rng = random.Random(7)
+    path = tmp_path / "data"
+    acked_ever: dict[int, int] = {}
+    for _ in range(3):
+        for t, k in run_child_until_killed(path, rng, sync=False).items():
+            acked_ever[t] = max(acked_ever.get(t, -1), k)
+        check_after_crash(path, acked_ever)
 
 
 def test_a_second_process_gets_a_clear_lock_error(db_path):
@@ -159,3 +172,35 @@ def test_a_failed_store_commit_stops_every_later_write_and_a_reopen_replays_the_
         assert db.get("before").value == b"1"
         assert db.get("lost-or-not").value == b"2"
         assert db.get("after") is None
+
+
+def test_writers_racing_close_either_finish_or_get_closed_error(db_path):
+    import threading
+
+    db = pykv.open(db_path)
+    outcomes: dict[str, str] = {}
+    busy = threading.Event()  # set once the writers are well under way
+
+    def writer(t: int) -> None:
+        for k in range(10_000):
+            key = f"t{t}/{k}"
+            try:
+                db.put(key, "v")
+            except errors.ClosedError:
+                outcomes[key] = "closed"
+                return
+            outcomes[key] = "done"
+            if k == 25:
+                busy.set()
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    assert busy.wait(60)
+    db.close()
+    for thread in threads:
+        thread.join()
+    assert sorted(set(outcomes.values())) == ["closed", "done"]
+    with pykv.open(db_path) as db:
+        for key, outcome in outcomes.items():
+            assert (db.get(key) is not None) == (outcome == "done"), key

@@ -212,3 +212,12 @@ def test_bad_option_values_are_refused(tmp_path):
         pykv.open(tmp_path / "d", quota_bytes=0)
     with pytest.raises(ValueError, match="wal_segment_bytes"):
         pykv.open(tmp_path / "d", wal_segment_bytes=12345)
+
+
+def test_compacted_history_is_removed_in_the_background(db):
+    for i in range(300):
+        db.put("k", str(i))
+    revision = db.status().revision
+    db.compact(revision)  # returns at once; the engine's thread removes the history
+    assert db._engine.store.wait_compacted(revision, timeout=30)
+    assert db.get("k").value == b"299"
