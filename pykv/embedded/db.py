@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,7 @@ class DB:
         self._options = engine.options
         self._max_request_bytes = engine.options.max_request_bytes
         self._closed = False
+        self._close_lock = threading.Lock()
         self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
         # The hot reads, bound once (a closed store raises ClosedError itself).
         self._store_get = engine.store.get
@@ -316,12 +318,13 @@ class DB:
         """Finish the writes in flight, end every watch, make the store
         durable and release the directory. Idempotent; later calls raise
         ``ClosedError``."""
-        if self._closed:
-            return
-        self._closed = True
-        for watch in list(self._watches):
-            watch._end()
-        self._engine.close()
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            for watch in list(self._watches):
+                watch._end()
+            self._engine.close()
 
     def __enter__(self) -> DB:
         return self
