@@ -79,7 +79,11 @@ struct pykv_h2_server {
     pthread_t thread;
     int started, stopped;
 
-    /* I/O thread only */
+    /* Everything from here to the shared part belongs to whoever holds
+     * conn_mu: the I/O thread for a whole loop turn, or Python's respond
+     * when it finds the thread asleep (then it writes the answers itself,
+     * sparing the thread a wake-up). */
+    pthread_mutex_t conn_mu;
     conn_slot *slots;
     uint32_t slot_count, slot_cap, free_head;
     uint32_t *dirty;
@@ -330,22 +334,19 @@ static void read_ready(pykv_h2_server *s, uint32_t index, int64_t now) {
     mark_dirty(s, index);
 }
 
-/* Write what the connection has; close it when it is done. */
-static void service(pykv_h2_server *s, uint32_t index) {
+/* Write what the connection has and keep EPOLLOUT in step. Returns 1 when
+ * the connection is to be closed (by the I/O thread). */
+static int write_out(pykv_h2_server *s, uint32_t index) {
     conn_slot *slot = &s->slots[index];
-    slot->dirty = 0;
-    if (slot->conn == NULL) return;
-    if (slot->eof == EOF_BROKEN) {
-        close_conn(s, index);
-        return;
-    }
+    if (slot->conn == NULL) return 0;
+    if (slot->eof == EOF_BROKEN) return 1;
     h2_conn_flush(slot->conn);
+    const uint8_t *data;
+    size_t pending;
     for (;;) {
-        const uint8_t *data;
-        size_t len;
-        pykv_h2_conn_output(slot->conn, &data, &len);
-        if (len == 0) break;
-        ssize_t n = send(slot->fd, data, len, MSG_NOSIGNAL);
+        pykv_h2_conn_output(slot->conn, &data, &pending);
+        if (pending == 0) break;
+        ssize_t n = send(slot->fd, data, pending, MSG_NOSIGNAL);
         if (n > 0) {
             s->io_stats.bytes_out += (uint64_t)n;
             pykv_h2_conn_consume(slot->conn, (size_t)n);
@@ -353,24 +354,22 @@ static void service(pykv_h2_server *s, uint32_t index) {
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        close_conn(s, index);  /* EPIPE, ECONNRESET: the client is gone */
-        return;
+        slot->eof = EOF_BROKEN;  /* EPIPE, ECONNRESET: the client is gone */
+        return 1;
     }
-    if (slot->eof == EOF_CLEAN) {
-        /* The client sent all it will: what could be written was (an answer
-         * to its last frames, a GOAWAY); calls still open are cancelled. */
-        close_conn(s, index);
-        return;
-    }
-    const uint8_t *data;
-    size_t pending;
-    pykv_h2_conn_output(slot->conn, &data, &pending);
-    if (pending == 0 && (h2_conn_finished(slot->conn) || h2_conn_idle(slot->conn))) {
-        close_conn(s, index);
-        return;
-    }
+    /* After a clean EOF the client sent all it will: what could be written
+     * was (an answer to its last frames, a GOAWAY); open calls are cancelled. */
+    if (slot->eof == EOF_CLEAN) return 1;
+    if (pending == 0 && (h2_conn_finished(slot->conn) || h2_conn_idle(slot->conn))) return 1;
     uint32_t mask = (s->reading_paused ? 0 : EPOLLIN) | (pending ? EPOLLOUT : 0);
     set_epoll_mask(s, index, mask);
+    return 0;
+}
+
+/* The I/O thread's end of turn for one connection: write, or close. */
+static void service(pykv_h2_server *s, uint32_t index) {
+    s->slots[index].dirty = 0;
+    if (s->slots[index].conn != NULL && write_out(s, index)) close_conn(s, index);
 }
 
 static void set_reading(pykv_h2_server *s, int paused) {
@@ -404,8 +403,13 @@ static int sink_append(h2_sink *to, const h2_sink *from) {
     return PYKV_OK;
 }
 
-/* End of a loop turn: hand the staged events to Python, take the flags. */
-static void publish(pykv_h2_server *s, int *stop, int *shutdown, int *resume) {
+/* Hand the staged events to Python (under conn_mu). With flags (the I/O
+ * thread's end of turn), also take the requests Python left for it. */
+typedef struct turn_flags {
+    int stop, shutdown, resume;
+} turn_flags;
+
+static void publish(pykv_h2_server *s, turn_flags *flags) {
     int signal_python = 0;
     s->io_stats.events += s->staging.count;
     for (size_t i = 0; i < s->staging.count; i++) {
@@ -429,16 +433,19 @@ static void publish(pykv_h2_server *s, int *stop, int *shutdown, int *resume) {
     int over = s->queued.payload.len > s->proto.config.max_queued_bytes;
     s->io_stats.polls = s->polls;
     s->stats = s->io_stats;
-    *stop = s->stop_requested;
-    *shutdown = s->shutdown_requested;
-    *resume = s->resume_requested;
-    s->resume_requested = 0;
+    if (flags != NULL) {
+        flags->stop = s->stop_requested;
+        flags->shutdown = s->shutdown_requested;
+        flags->resume = s->resume_requested;
+        s->resume_requested = 0;
+    }
     pthread_mutex_unlock(&s->mu);
     h2_sink_reset(&s->staging);
     if (signal_python) signal_fd(s->event_fd);
     if (over) set_reading(s, 1);
 }
 
+/* Apply the responses Python queued (under conn_mu), in the order given. */
 static void take_responses(pykv_h2_server *s) {
     pthread_mutex_lock(&s->mu);
     response_queue tmp = s->io_responses;
@@ -493,8 +500,13 @@ static int next_timeout_ms(pykv_h2_server *s, int64_t now) {
 static void *io_thread(void *arg) {
     pykv_h2_server *s = arg;
     struct epoll_event events[EPOLL_BATCH];
+    turn_flags flags = {0, 0, 0};
+    pthread_mutex_lock(&s->conn_mu);
     for (;;) {
-        int n = epoll_wait(s->epoll_fd, events, EPOLL_BATCH, next_timeout_ms(s, now_us()));
+        int timeout_ms = next_timeout_ms(s, now_us());
+        pthread_mutex_unlock(&s->conn_mu);
+        int n = epoll_wait(s->epoll_fd, events, EPOLL_BATCH, timeout_ms);
+        pthread_mutex_lock(&s->conn_mu);
         int64_t woke = now_us();
         s->io_stats.wakeups++;
         if (n < 0 && errno != EINTR) break;
@@ -527,20 +539,25 @@ static void *io_thread(void *arg) {
         /* close_conn may add CANCELs to staging; service first, then publish */
         for (size_t i = 0; i < s->dirty_count; i++) service(s, s->dirty[i]);
         s->dirty_count = 0;
-        int stop, shutdown, resume;
-        publish(s, &stop, &shutdown, &resume);
-        if (stop) break;
-        if (shutdown && !s->shutting_down) begin_shutdown(s);
-        if (resume && s->reading_paused) {
+        publish(s, &flags);
+        if (flags.stop) break;
+        if (flags.shutdown && !s->shutting_down) begin_shutdown(s);
+        if (flags.resume && s->reading_paused) {
             pthread_mutex_lock(&s->mu);
             int still_over = s->queued.payload.len > s->proto.config.max_queued_bytes / 2;
             pthread_mutex_unlock(&s->mu);
             if (!still_over) set_reading(s, 0);
         }
     }
+    /* Answers Python gave before stopping still go out, as far as the
+     * sockets take them without waiting. */
+    take_responses(s);
+    for (size_t i = 0; i < s->dirty_count; i++) write_out(s, s->dirty[i]);
+    s->dirty_count = 0;
     for (uint32_t i = 0; i < s->slot_count; i++) {
         if (s->slots[i].conn) close_conn(s, i);
     }
+    pthread_mutex_unlock(&s->conn_mu);
     return NULL;
 }
 
@@ -564,6 +581,7 @@ int pykv_h2_server_new(const pykv_h2_config *config, const char *paths, size_t p
     s->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->conn_mu, NULL);
     if (s->epoll_fd < 0 || s->wake_fd < 0 || s->event_fd < 0) {
         snprintf(err, err_bytes, "creating the h2 server's epoll and eventfds: %s",
                  strerror(errno));
@@ -708,15 +726,46 @@ int pykv_h2_server_respond(pykv_h2_server *s, const pykv_h2_response *responses,
     }
     if (need != data_bytes) return PYKV_EINVAL;
     if (count == 0) return PYKV_OK;
-    int wake = 0, rc;
-    pthread_mutex_lock(&s->mu);
-    rc = h2_buf_append(&s->responses.records, responses, count * sizeof(*responses));
-    if (rc == PYKV_OK) rc = h2_buf_append(&s->responses.data, data, data_bytes);
-    if (rc == PYKV_OK && !s->io_signaled) {
-        s->io_signaled = 1;
-        wake = 1;
+    int wake = 0, rc = PYKV_OK;
+    if (s->started && !s->stopped && pthread_mutex_trylock(&s->conn_mu) == 0) {
+        /* The I/O thread sleeps: write the answers from here. Anything
+         * queued before goes first, to keep each stream's order. */
+        take_responses(s);
+        const uint8_t *at = data;
+        for (size_t i = 0; i < count; i++) {
+            const pykv_h2_response *r = &responses[i];
+            conn_slot *slot = slot_of(s, r->conn);
+            if (slot != NULL && !slot->eof) {
+                h2_conn_respond_one(slot->conn, r, at, at + r->message_bytes);
+                mark_dirty(s, (uint32_t)(slot - s->slots));
+            }
+            at += (size_t)r->message_bytes + r->detail_bytes;
+        }
+        s->io_stats.responses += count;
+        /* Connections to close stay dirty for the thread, which closes them. */
+        size_t keep = 0;
+        for (size_t i = 0; i < s->dirty_count; i++) {
+            uint32_t index = s->dirty[i];
+            if (write_out(s, index)) {
+                s->dirty[keep++] = index;
+            } else {
+                s->slots[index].dirty = 0;
+            }
+        }
+        s->dirty_count = keep;
+        publish(s, NULL);
+        wake = s->dirty_count > 0;  /* closes, or a pause of reading to apply */
+        pthread_mutex_unlock(&s->conn_mu);
+    } else {
+        pthread_mutex_lock(&s->mu);
+        rc = h2_buf_append(&s->responses.records, responses, count * sizeof(*responses));
+        if (rc == PYKV_OK) rc = h2_buf_append(&s->responses.data, data, data_bytes);
+        if (rc == PYKV_OK && !s->io_signaled) {
+            s->io_signaled = 1;
+            wake = 1;
+        }
+        pthread_mutex_unlock(&s->mu);
     }
-    pthread_mutex_unlock(&s->mu);
     if (wake) signal_fd(s->wake_fd);
     return rc;
 }
@@ -770,6 +819,7 @@ void pykv_h2_server_free(pykv_h2_server *s) {
     if (s->event_fd >= 0) close(s->event_fd);
     if (s->reserve_fd >= 0) close(s->reserve_fd);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->conn_mu);
     h2_proto_free(&s->proto);
     free(s);
 }
