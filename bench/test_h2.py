@@ -13,7 +13,8 @@ worker processes on the same 2 cores):
   Range answer at once with a fixed response (no storage at all), on the
   native server and on grpc.aio with raw-bytes handlers, both through the
   same ``pykv.server.v3rpc.Method`` table pykv serve uses. Server CPU per
-  request is the cost of the gRPC layer itself.
+  request is the cost of the gRPC layer itself. ``native-fast`` is the
+  native server with the methods' ``fast`` entry point (no Task per call).
 - ``test_put_native_beside_grpcio_and_etcd``: ``pykv serve --grpc-server
   native``, ``pykv serve --grpc-server grpcio`` and etcd 3.4, put at 1, 16
   and 256 clients (8 B keys, 256 B values, fsync on).
@@ -56,11 +57,17 @@ def serve_noop(kind: str, port: int) -> None:
     async def answer_range(raw, context):
         return rng
 
-    methods = [Method("/etcdserverpb.KV/Put", "Put", answer_put, "unary", None, bytes),
-               Method("/etcdserverpb.KV/Range", "Range", answer_range, "unary", None, bytes)]
+    class FastMethod(Method):
+        __slots__ = ("fast",)
+
+    methods = [FastMethod("/etcdserverpb.KV/Put", "Put", answer_put, "unary", None, bytes),
+               FastMethod("/etcdserverpb.KV/Range", "Range", answer_range, "unary", None, bytes)]
+    if kind == "native-fast":
+        methods[0].fast = lambda raw: put
+        methods[1].fast = lambda raw: rng
 
     async def main() -> None:
-        if kind == "native":
+        if kind.startswith("native"):
             from pykv.server.h2server import NativeServer
 
             server = NativeServer(methods)
@@ -143,7 +150,7 @@ def report(benchmark, title: str, figures: dict[str, dict[str, float]], referenc
         ratio = "" if side == reference else \
             f"  x{f['rps'] / ref['rps']:.2f} req/s, x{ref['cpu_us_per_op'] / f['cpu_us_per_op']:.2f} " \
             f"less CPU per request"
-        print(f"  {side:8s} {f['rps']:9,.0f} req/s  server CPU {f['cpu_us_per_op']:6.0f} us/req  "
+        print(f"  {side:11s} {f['rps']:9,.0f} req/s  server CPU {f['cpu_us_per_op']:6.0f} us/req  "
               f"p50 {f['p50_ms']:6.1f} ms  p99 {f['p99_ms']:6.1f} ms  "
               f"generator {f['generator_cpu_pct']:3.0f}%{ratio}")
         for name, value in f.items():
@@ -158,7 +165,7 @@ def report(benchmark, title: str, figures: dict[str, dict[str, float]], referenc
 def noop_servers():
     servers = {}
     try:
-        for kind in ("native", "grpcio"):
+        for kind in ("native", "native-fast", "grpcio"):
             servers[kind] = NoopServer(kind)
         yield servers
     finally:
