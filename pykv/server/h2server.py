@@ -9,9 +9,10 @@ response made during one loop turn goes back in one ``respond`` call
 payload, start the handler, pack one record.
 
 Handlers are ``pykv.server.v3rpc.Method``s. A unary call runs its ``fn`` in
-a Task, unless the method offers ``fast(request) -> bytes | Future`` (a
-future of the response bytes, or raising an ``EtcdError``): then no Task is
-made at all. ``EtcdError`` becomes etcd's gRPC status and exact message, a
+a Task, unless the method offers ``fast(raw_request) -> bytes | Future |
+None``: the response (bytes or a message), a future of it, or None to
+decline (the call then runs ``fn`` in a Task, e.g. when it must wait on
+something first); it may raise an ``EtcdError``. Then no Task is made. ``EtcdError`` becomes etcd's gRPC status and exact message, a
 request that does not parse INVALID_ARGUMENT, anything else UNKNOWN (and a
 log line), as ``pykv.server.v3rpc`` does for grpcio.
 
@@ -252,7 +253,11 @@ class NativeServer:
             if kind == _EV_CALL:
                 metadata = payload[at:at + metadata_bytes] if metadata_bytes else b""
                 at += metadata_bytes
-                self._start_call(key, conn, stream, index, data, metadata, timeout_us)
+                try:
+                    self._start_call(key, conn, stream, index, data, metadata, timeout_us)
+                except Exception as exc:  # noqa: BLE001 - one call's failure, not the batch's
+                    status, text = status_of(exc)
+                    self._queue(conn, stream, _SEND_END, status, b"", text.encode())
             elif kind == _EV_MESSAGE:
                 call = calls.get(key)
                 if call is not None and call.requests is not None:
@@ -282,8 +287,7 @@ class NativeServer:
         kind = method.kind
         if kind == "unary":
             fast = self._fast[index]
-            if fast is not None:
-                self._unary_fast(fast, method, conn, stream, data)
+            if fast is not None and self._unary_fast(fast, method, conn, stream, data):
                 return
             task = self._loop.create_task(self._unary(method, key, conn, stream, data,
                                                       self._context(metadata, timeout_us)))
@@ -310,18 +314,23 @@ class NativeServer:
 
     # -- handlers ----------------------------------------------------------------
 
-    def _unary_fast(self, fast: Callable, method, conn: int, stream: int, data: bytes) -> None:
+    def _unary_fast(self, fast: Callable, method, conn: int, stream: int, data: bytes) -> bool:
+        """Answer through ``fast``; False when it declined (returned None) and
+        the call must run ``fn`` in a Task instead."""
         try:
             result = fast(data)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             status, text = status_of(exc)
             self._queue(conn, stream, _SEND_END, status, b"", text.encode())
-            return
-        if isinstance(result, (bytes, bytearray)):
-            self._queue(conn, stream, _MESSAGE_END, 0, result, b"")
-            return
+            return True
+        if result is None:
+            return False
+        if not isinstance(result, asyncio.Future):
+            self._queue(conn, stream, _MESSAGE_END, 0, method.serialize(result), b"")
+            return True
         result.add_done_callback(
             lambda future: self._future_done(future, method, conn, stream))
+        return True
 
     def _future_done(self, future: asyncio.Future, method, conn: int, stream: int) -> None:
         if future.cancelled():

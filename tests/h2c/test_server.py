@@ -72,6 +72,8 @@ class Service:
             return b"answered now"
         if request == b"error":
             raise errors.Compacted()
+        if request == b"decline":
+            return None  # the Task path (fn) answers instead
         future = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().call_later(0.01, future.set_result, b"later:" + request)
         return future
@@ -181,6 +183,7 @@ def test_fast_path_answers_now_later_or_with_an_error(channel):
     fast = unary(channel, "Fast")
     assert fast(b"now", timeout=10) == b"answered now"
     assert fast(b"x", timeout=10) == b"later:x"
+    assert fast(b"decline", timeout=10) == b"decline"  # fn: echo
     with pytest.raises(grpc.RpcError) as info:
         fast(b"error", timeout=10)
     assert info.value.code() == grpc.StatusCode.OUT_OF_RANGE
