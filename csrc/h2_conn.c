@@ -57,6 +57,8 @@ enum {
 #define DETAIL_MAX_BYTES 8000           /* percent-encoded grpc-message, fits one frame */
 #define GRPC_PREFIX_BYTES 5
 #define BUFFER_KEEP_BYTES (64 * 1024)   /* what an idle stream or connection keeps */
+#define SPARE_STREAMS_MAX 64
+#define SPARE_BUFFER_KEEP_BYTES 4096
 
 static const uint8_t PREFACE[24] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -123,6 +125,8 @@ struct pykv_h2_conn {
     uint32_t streams_open;
     uint32_t last_stream_id;
     h2_stream *sendq_head, *sendq_tail;
+    h2_stream *spare;           /* retired streams, linked by bucket_next */
+    uint32_t spare_count;
     uint64_t queued_bytes;
     /* shutdown */
     int goaway_sent;
@@ -237,9 +241,14 @@ static const uint8_t RESPONSE_HEADERS[] = {
 
 /* grpc-status and grpc-message (percent-encoded, PROTOCOL-HTTP2.md). */
 static void encode_status(h2_buf *b, uint16_t status, const uint8_t *detail, size_t detail_len) {
-    char digits[8];
-    int n = snprintf(digits, sizeof(digits), "%u", (unsigned)status);
-    hpack_put_literal(b, 0, "grpc-status", digits, (size_t)n);
+    char digits[5];
+    size_t n = 0;
+    unsigned value = status;
+    do {  /* status codes are small: no snprintf on the answer path */
+        digits[sizeof(digits) - 1 - n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0 && n < sizeof(digits));
+    hpack_put_literal(b, 0, "grpc-status", digits + sizeof(digits) - n, n);
     if (detail_len == 0) return;
     char encoded[DETAIL_MAX_BYTES];
     size_t at = 0;
@@ -306,8 +315,21 @@ static int grow_buckets(pykv_h2_conn *c) {
 
 static h2_stream *new_stream(pykv_h2_conn *c, uint32_t id) {
     if (c->streams_open + 1 > c->bucket_mask + 1 && grow_buckets(c) != PYKV_OK) return NULL;
-    h2_stream *s = calloc(1, sizeof(*s));
-    if (s == NULL) return NULL;
+    h2_stream *s = c->spare;
+    if (s != NULL) {
+        /* a retired stream: its buffers' memory is kept, emptied */
+        c->spare = s->bucket_next;
+        c->spare_count--;
+        h2_buf msg = s->msg, meta = s->meta, out = s->out, trailers = s->trailers;
+        memset(s, 0, sizeof(*s));
+        s->msg = msg;
+        s->meta = meta;
+        s->out = out;
+        s->trailers = trailers;
+    } else {
+        s = calloc(1, sizeof(*s));
+        if (s == NULL) return NULL;
+    }
     s->id = id;
     s->send_window = c->peer_initial_window;
     s->recv_window = c->proto->config.stream_window_bytes;
@@ -366,6 +388,28 @@ static void free_stream(h2_stream *s) {
     free(s);
 }
 
+/* Empty a buffer whose contents were handed over, keeping small memory. */
+static void drop_contents(h2_buf *b) {
+    h2_buf_reset(b);
+    h2_buf_trim(b, SPARE_BUFFER_KEEP_BYTES);
+}
+
+/* Keep a few retired streams (and their small buffers) for the next calls:
+ * a connection carrying many short calls then allocates nothing per call. */
+static void retire_stream(pykv_h2_conn *c, h2_stream *s) {
+    if (c->spare_count >= SPARE_STREAMS_MAX) {
+        free_stream(s);
+        return;
+    }
+    drop_contents(&s->msg);
+    drop_contents(&s->meta);
+    drop_contents(&s->out);
+    drop_contents(&s->trailers);
+    s->bucket_next = c->spare;
+    c->spare = s;
+    c->spare_count++;
+}
+
 /* Forget a stream. cancel: it ends without Python's SEND_END, so Python
  * (if it knows the call) gets a CANCEL. */
 static void remove_stream(pykv_h2_conn *c, h2_stream *s, int cancel) {
@@ -378,7 +422,7 @@ static void remove_stream(pykv_h2_conn *c, h2_stream *s, int cancel) {
     while (*link != s) link = &(*link)->bucket_next;
     *link = s->bucket_next;
     c->streams_open--;
-    free_stream(s);
+    retire_stream(c, s);
 }
 
 /* --- connection errors ----------------------------------------------------------- */
@@ -675,8 +719,8 @@ static int request_ended(pykv_h2_conn *c, h2_stream *s) {
     s->flags |= S_REPORTED;
     emit(c, PYKV_H2_EV_CALL, s->id, s->method, s->msg.data + GRPC_PREFIX_BYTES,
          s->message_bytes, s->meta.data, s->meta.len, s->timeout_us);
-    h2_buf_free(&s->msg);
-    h2_buf_free(&s->meta);
+    drop_contents(&s->msg);
+    drop_contents(&s->meta);
     return 0;
 }
 
@@ -866,7 +910,7 @@ static void open_stream(pykv_h2_conn *c, h2_stream *s, int end_stream) {
         s->flags |= S_REPORTED;
         emit(c, PYKV_H2_EV_CALL, s->id, s->method, NULL, 0, s->meta.data, s->meta.len,
              s->timeout_us);
-        h2_buf_free(&s->meta);
+        drop_contents(&s->meta);
     }
     if (end_stream) {
         s->flags &= ~(uint32_t)S_RECV_CLOSED;
@@ -1286,6 +1330,11 @@ void pykv_h2_conn_free(pykv_h2_conn *c) {
             free_stream(s);
             s = next;
         }
+    }
+    while (c->spare) {
+        h2_stream *next = c->spare->bucket_next;
+        free_stream(c->spare);
+        c->spare = next;
     }
     free(c->buckets);
     pykv_hpack_decoder_free(c->hpack);

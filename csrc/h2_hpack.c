@@ -19,27 +19,31 @@
 typedef struct hpack_static_entry {
     const char *name;
     const char *value;
+    uint8_t name_len, value_len;
 } hpack_static_entry;
+
+#define E(n, v) {n, v, sizeof(n) - 1, sizeof(v) - 1}
 
 /* RFC 7541 Appendix A. */
 static const hpack_static_entry STATIC_TABLE[61] = {
-    {":authority", ""}, {":method", "GET"}, {":method", "POST"}, {":path", "/"},
-    {":path", "/index.html"}, {":scheme", "http"}, {":scheme", "https"}, {":status", "200"},
-    {":status", "204"}, {":status", "206"}, {":status", "304"}, {":status", "400"},
-    {":status", "404"}, {":status", "500"}, {"accept-charset", ""},
-    {"accept-encoding", "gzip, deflate"}, {"accept-language", ""}, {"accept-ranges", ""},
-    {"accept", ""}, {"access-control-allow-origin", ""}, {"age", ""}, {"allow", ""},
-    {"authorization", ""}, {"cache-control", ""}, {"content-disposition", ""},
-    {"content-encoding", ""}, {"content-language", ""}, {"content-length", ""},
-    {"content-location", ""}, {"content-range", ""}, {"content-type", ""}, {"cookie", ""},
-    {"date", ""}, {"etag", ""}, {"expect", ""}, {"expires", ""}, {"from", ""}, {"host", ""},
-    {"if-match", ""}, {"if-modified-since", ""}, {"if-none-match", ""}, {"if-range", ""},
-    {"if-unmodified-since", ""}, {"last-modified", ""}, {"link", ""}, {"location", ""},
-    {"max-forwards", ""}, {"proxy-authenticate", ""}, {"proxy-authorization", ""},
-    {"range", ""}, {"referer", ""}, {"refresh", ""}, {"retry-after", ""}, {"server", ""},
-    {"set-cookie", ""}, {"strict-transport-security", ""}, {"transfer-encoding", ""},
-    {"user-agent", ""}, {"vary", ""}, {"via", ""}, {"www-authenticate", ""},
+    E(":authority", ""), E(":method", "GET"), E(":method", "POST"), E(":path", "/"),
+    E(":path", "/index.html"), E(":scheme", "http"), E(":scheme", "https"), E(":status", "200"),
+    E(":status", "204"), E(":status", "206"), E(":status", "304"), E(":status", "400"),
+    E(":status", "404"), E(":status", "500"), E("accept-charset", ""),
+    E("accept-encoding", "gzip, deflate"), E("accept-language", ""), E("accept-ranges", ""),
+    E("accept", ""), E("access-control-allow-origin", ""), E("age", ""), E("allow", ""),
+    E("authorization", ""), E("cache-control", ""), E("content-disposition", ""),
+    E("content-encoding", ""), E("content-language", ""), E("content-length", ""),
+    E("content-location", ""), E("content-range", ""), E("content-type", ""), E("cookie", ""),
+    E("date", ""), E("etag", ""), E("expect", ""), E("expires", ""), E("from", ""), E("host", ""),
+    E("if-match", ""), E("if-modified-since", ""), E("if-none-match", ""), E("if-range", ""),
+    E("if-unmodified-since", ""), E("last-modified", ""), E("link", ""), E("location", ""),
+    E("max-forwards", ""), E("proxy-authenticate", ""), E("proxy-authorization", ""),
+    E("range", ""), E("referer", ""), E("refresh", ""), E("retry-after", ""), E("server", ""),
+    E("set-cookie", ""), E("strict-transport-security", ""), E("transfer-encoding", ""),
+    E("user-agent", ""), E("vary", ""), E("via", ""), E("www-authenticate", ""),
 };
+#undef E
 
 typedef struct hpack_entry {
     uint32_t name_len;
@@ -130,9 +134,9 @@ static int lookup(const pykv_hpack_decoder *d, uint32_t index, const uint8_t **n
     if (index <= 61) {
         const hpack_static_entry *s = &STATIC_TABLE[index - 1];
         *name = (const uint8_t *)s->name;
-        *name_len = (uint32_t)strlen(s->name);
+        *name_len = s->name_len;
         *value = (const uint8_t *)s->value;
-        *value_len = (uint32_t)strlen(s->value);
+        *value_len = s->value_len;
         return PYKV_OK;
     }
     uint32_t i = index - 62;
