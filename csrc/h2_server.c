@@ -41,6 +41,13 @@
 #define SLOT_BITS 20
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
 #define HEAP_CHECK_MIN 65536
+/* After our last frame (a GOAWAY), read and drop what the client still
+ * sends for a while before closing: closing with unread data makes the
+ * kernel send a RST, which can destroy the GOAWAY before the client reads
+ * it (the "lingering close" of HTTP servers). */
+#define LINGER_US 1000000
+#define LINGER_BYTES_MAX (4u << 20)
+#define LINGER_STREAM 0   /* a deadline entry for stream 0 ends a linger */
 
 enum { TAG_LISTENER = 1, TAG_WAKE = 2, TAG_CONN = 3 };
 enum { EOF_NONE = 0, EOF_CLEAN = 1, EOF_BROKEN = 2 };
@@ -54,6 +61,8 @@ typedef struct conn_slot {
     uint32_t epoll_mask;
     int dirty;            /* in the dirty list this turn */
     int eof;              /* EOF_CLEAN: the peer closed; EOF_BROKEN: the socket failed */
+    int lingering;        /* our side is shut: reading and dropping until the peer closes */
+    uint64_t linger_bytes;
     uint32_t next_free;
 } conn_slot;
 
@@ -178,7 +187,9 @@ static void heap_compact(pykv_h2_server *s) {
     for (size_t i = 0; i < s->heap_count; i++) {
         deadline d = s->heap[i];
         conn_slot *slot = slot_of(s, d.conn);
-        if (slot != NULL && h2_conn_deadline_live(slot->conn, d.stream, d.at_us)) {
+        if (slot != NULL && (d.stream == LINGER_STREAM ? slot->lingering
+                                                       : h2_conn_deadline_live(slot->conn, d.stream,
+                                                                               d.at_us))) {
             s->heap[kept++] = d;
         }
     }
@@ -274,6 +285,7 @@ static void accept_one(pykv_h2_server *s, int fd) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     slot->fd = fd;
     slot->eof = 0;
+    slot->lingering = 0;
     slot->dirty = 0;
     slot->epoll_mask = s->reading_paused ? 0 : EPOLLIN;
     struct epoll_event ev = {.events = slot->epoll_mask, .data.u64 = tag(TAG_CONN, index)};
@@ -308,6 +320,22 @@ static void accept_ready(pykv_h2_server *s, int listener) {
 
 static void read_ready(pykv_h2_server *s, uint32_t index, int64_t now) {
     conn_slot *slot = &s->slots[index];
+    if (slot->lingering) {
+        uint8_t sink[16384];
+        for (int i = 0; i < READS_PER_TURN && !slot->eof; i++) {
+            ssize_t n = recv(slot->fd, sink, sizeof(sink), 0);
+            if (n > 0) {
+                slot->linger_bytes += (uint64_t)n;
+                if (slot->linger_bytes > LINGER_BYTES_MAX) slot->eof = EOF_BROKEN;
+                continue;
+            }
+            if (n < 0 && (errno == EINTR)) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            slot->eof = EOF_BROKEN;  /* the peer closed too (or failed): close now */
+        }
+        mark_dirty(s, index);
+        return;
+    }
     pykv_h2_conn_set_time(slot->conn, now);  /* grpc-timeouts count from here */
     for (int i = 0; i < READS_PER_TURN && !slot->eof; i++) {
         size_t space;
@@ -334,12 +362,16 @@ static void read_ready(pykv_h2_server *s, uint32_t index, int64_t now) {
     mark_dirty(s, index);
 }
 
-/* Write what the connection has and keep EPOLLOUT in step. Returns 1 when
- * the connection is to be closed (by the I/O thread). */
+enum { CONN_KEEP = 0, CONN_CLOSE = 1, CONN_LINGER = 2 };
+
+/* Write what the connection has and keep EPOLLOUT in step. Returns what
+ * the I/O thread must do next: CONN_CLOSE (the socket is gone or the peer
+ * closed), CONN_LINGER (our last frame is written), or CONN_KEEP. */
 static int write_out(pykv_h2_server *s, uint32_t index) {
     conn_slot *slot = &s->slots[index];
-    if (slot->conn == NULL) return 0;
-    if (slot->eof == EOF_BROKEN) return 1;
+    if (slot->conn == NULL) return CONN_KEEP;
+    if (slot->eof == EOF_BROKEN) return CONN_CLOSE;
+    if (slot->lingering) return CONN_KEEP;
     h2_conn_flush(slot->conn);
     const uint8_t *data;
     size_t pending;
@@ -355,21 +387,39 @@ static int write_out(pykv_h2_server *s, uint32_t index) {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
         slot->eof = EOF_BROKEN;  /* EPIPE, ECONNRESET: the client is gone */
-        return 1;
+        return CONN_CLOSE;
     }
     /* After a clean EOF the client sent all it will: what could be written
      * was (an answer to its last frames, a GOAWAY); open calls are cancelled. */
-    if (slot->eof == EOF_CLEAN) return 1;
-    if (pending == 0 && (h2_conn_finished(slot->conn) || h2_conn_idle(slot->conn))) return 1;
+    if (slot->eof == EOF_CLEAN) return CONN_CLOSE;
+    if (pending == 0 && (h2_conn_finished(slot->conn) || h2_conn_idle(slot->conn))) {
+        return CONN_LINGER;
+    }
     uint32_t mask = (s->reading_paused ? 0 : EPOLLIN) | (pending ? EPOLLOUT : 0);
     set_epoll_mask(s, index, mask);
-    return 0;
+    return CONN_KEEP;
 }
 
-/* The I/O thread's end of turn for one connection: write, or close. */
+static void start_linger(pykv_h2_server *s, uint32_t index) {
+    conn_slot *slot = &s->slots[index];
+    slot->lingering = 1;
+    slot->linger_bytes = 0;
+    h2_conn_abort(slot->conn);  /* nothing more will be answered */
+    shutdown(slot->fd, SHUT_WR);
+    set_epoll_mask(s, index, EPOLLIN);
+    heap_push(s, (deadline){now_us() + LINGER_US, h2_conn_id(slot->conn), LINGER_STREAM});
+}
+
+/* The I/O thread's end of turn for one connection: write, close or linger. */
 static void service(pykv_h2_server *s, uint32_t index) {
     s->slots[index].dirty = 0;
-    if (s->slots[index].conn != NULL && write_out(s, index)) close_conn(s, index);
+    if (s->slots[index].conn == NULL) return;
+    int next = write_out(s, index);
+    if (next == CONN_CLOSE) {
+        close_conn(s, index);
+    } else if (next == CONN_LINGER) {
+        start_linger(s, index);
+    }
 }
 
 static void set_reading(pykv_h2_server *s, int paused) {
@@ -531,10 +581,13 @@ static void *io_thread(void *arg) {
         while (s->heap_count > 0 && s->heap[0].at_us <= now) {
             deadline d = heap_pop(s);
             conn_slot *slot = slot_of(s, d.conn);
-            if (slot != NULL) {
+            if (slot == NULL) continue;
+            if (d.stream == LINGER_STREAM) {
+                if (slot->lingering) slot->eof = EOF_BROKEN;  /* waited long enough */
+            } else {
                 h2_conn_expire_stream(slot->conn, d.stream, now);
-                mark_dirty(s, (uint32_t)(slot - s->slots));
             }
+            mark_dirty(s, (uint32_t)(slot - s->slots));
         }
         /* close_conn may add CANCELs to staging; service first, then publish */
         for (size_t i = 0; i < s->dirty_count; i++) service(s, s->dirty[i]);
@@ -746,7 +799,7 @@ int pykv_h2_server_respond(pykv_h2_server *s, const pykv_h2_response *responses,
         size_t keep = 0;
         for (size_t i = 0; i < s->dirty_count; i++) {
             uint32_t index = s->dirty[i];
-            if (write_out(s, index)) {
+            if (write_out(s, index) != CONN_KEEP) {
                 s->dirty[keep++] = index;
             } else {
                 s->slots[index].dirty = 0;

@@ -261,3 +261,29 @@ def test_connections_are_counted_and_closed(service):
         assert running.stats()["calls"] == 1
     finally:
         running.stop()
+
+
+def test_goaway_survives_a_client_that_keeps_sending(server):
+    """After a protocol error the server shuts its side and drains the
+    client for a while instead of closing at once: a close with unread data
+    sends a RST, which can destroy the GOAWAY before the client reads it."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        flood = raw_frame(6, 0, 0, b"12345678") * 100_000  # 1.7 MB the server drops
+
+        def send():
+            try:
+                sock.sendall(PREFACE + raw_frame(4, 0, 0) + raw_frame(0, 0, 0, b"bad") + flood)
+            except OSError:
+                pass
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        sender.join(10)
+    frames = parse_frames(data)
+    assert type(frames[-1]).__name__ == "GoAwayFrame" and frames[-1].error_code == 1
