@@ -159,11 +159,15 @@ class NativeServer:
     then cancels the rest). Runs on the event loop that calls ``start``.
     """
 
-    def __init__(self, methods: list, *, max_receive_bytes: int = 4 << 20):
+    def __init__(self, methods: list, *, max_receive_bytes: int = 4 << 20, **limits: int):
+        """``limits``: other fields of ``pykv_h2_config`` (csrc/pykv_h2.h), e.g.
+        ``max_connections`` or ``max_queued_bytes``."""
         self._methods = list(methods)
         config = ffi.new("pykv_h2_config *")
         lib.pykv_h2_config_default(config)
         config.max_receive_bytes = max_receive_bytes
+        for name, value in limits.items():
+            setattr(config, name, value)
         paths = b"".join(m.path.encode() + b"\0" for m in self._methods)
         kinds = bytes(_KINDS[m.kind] for m in self._methods)
         out = ffi.new("pykv_h2_server **")

@@ -287,3 +287,38 @@ def test_goaway_survives_a_client_that_keeps_sending(server):
         sender.join(10)
     frames = parse_frames(data)
     assert type(frames[-1]).__name__ == "GoAwayFrame" and frames[-1].error_code == 1
+
+
+def test_reading_pauses_while_python_is_behind_and_every_call_is_answered(service):
+    running = ServerThread(methods(service), max_queued_bytes=64 * 1024)
+    channel = grpc.insecure_channel(running.address)
+    try:
+        echo = unary(channel, "Echo")
+        assert echo(b"warm", timeout=10) == b"warm"
+        stall = threading.Event()
+        running.call_soon(stall.wait, 30)  # the event loop stops taking events
+        futures = [echo.future(b"%d" % i + b"x" * 4000, timeout=60) for i in range(200)]
+        wait_for(lambda: running.stats()["read_pauses"] > 0)
+        stall.set()
+        assert [f.result()[:3].rstrip(b"x") for f in futures] == [b"%d" % i for i in range(200)]
+        assert running.stats()["read_pauses"] >= 1
+    finally:
+        channel.close()
+        running.stop()
+
+
+def test_connections_over_the_limit_are_closed_at_once(service):
+    running = ServerThread(methods(service), max_connections=2)
+    sockets = []
+    try:
+        for _ in range(2):
+            sockets.append(socket.create_connection(("127.0.0.1", running.port), timeout=10))
+            assert sockets[-1].recv(9)  # the server preface: accepted
+        extra = socket.create_connection(("127.0.0.1", running.port), timeout=10)
+        assert extra.recv(9) == b""  # closed without a word
+        extra.close()
+        assert running.stats()["connections_refused"] == 1
+    finally:
+        for sock in sockets:
+            sock.close()
+        running.stop()
