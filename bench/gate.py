@@ -14,8 +14,9 @@ it falls more than its margin below it. The table shows every run's ratio
 (the spread) so that noise stays visible.
 
 Margins come from measured spread: ``--record`` runs each suite several
-times and sets each figure's margin to 3x the spread of its runs (see
-``margin_from_spread``), at least the mode's floor. A figure too noisy for its mode's ceiling is still shown,
+times and sets each figure's margin to 3x the widest spread of its runs in
+this and the last few recordings (see ``margin_from_spread``), at least the
+mode's floor. A figure too noisy for its mode's ceiling is still shown,
 but marked "watch" and never fails the gate.
 """
 
@@ -261,18 +262,31 @@ def render(verdicts: list[Verdict], mode: Mode, skipped_lines: list[str]) -> str
     return "\n".join(lines)
 
 
-def margin_from_spread(ratios: list[float], mode: Mode) -> tuple[float, bool]:
-    """3x the spread of the runs, at least the floor; gated if that is under the ceiling.
+SPREADS_KEPT = 4  # recordings whose spread still counts for a figure's margin
 
-    The spread is the second-largest relative distance of a run from the median:
-    the gate judges the median of several runs, which one disturbed run cannot
-    move far, so one outlier while recording must not widen the margin either.
-    """
+
+def spread_of(ratios: list[float]) -> float:
+    """The second-largest relative distance of a run from the median: the gate judges
+    the median of several runs, which one disturbed run cannot move far, so one
+    outlier while recording must not widen the margin either."""
     median = statistics.median(ratios)
     if not median:
-        return mode.margin_ceiling, False
+        return math.inf
     distances = sorted(abs(r - median) / median for r in ratios)
-    spread = distances[-2] if len(distances) > 1 else 0.0
+    return distances[-2] if len(distances) > 1 else 0.0
+
+
+def margin_from_spread(ratios: list[float], mode: Mode,
+                       past_spreads: list[float] | tuple[float, ...] = ()) -> tuple[float, bool]:
+    """3x the widest spread of this recording and the previous ones, at least the floor;
+    gated if that is under the ceiling.
+
+    Past recordings count because the noise is the machine's, not the code's: a
+    quiet afternoon must not narrow a margin that a busy morning showed was needed.
+    """
+    spread = max([spread_of(ratios), *past_spreads])
+    if math.isinf(spread):
+        return mode.margin_ceiling, False
     margin = max(mode.margin_floor, math.ceil(round(3 * spread * 100, 6)) / 100)  # whole percents
     return min(margin, mode.margin_ceiling), margin <= mode.margin_ceiling
 
@@ -303,16 +317,18 @@ def load_baselines(path: pathlib.Path) -> dict:
 
 def record(mode: Mode, ratios: dict[str, list[float]], path: pathlib.Path) -> dict:
     data = load_baselines(path)
+    previous = data.get(mode.name, {}).get("figures", {})
     entries = {}
     today = datetime.date.today().isoformat()
     for f in mode.figures():
         runs = ratios.get(f.name) or []
         if not runs:
             continue
-        margin, gated = margin_from_spread(runs, mode)
+        past = previous.get(f.name, {}).get("spreads", [])[-(SPREADS_KEPT - 1):]
+        margin, gated = margin_from_spread(runs, mode, past)
         entries[f.name] = {"what": f.what, "ratio": round(statistics.median(runs), 4),
                            "runs": [round(r, 4) for r in runs], "margin": margin, "gated": gated,
-                           "recorded": today}
+                           "spreads": [*past, round(spread_of(runs), 4)], "recorded": today}
     data[mode.name] = {
         "settings": {**mode.env, "repeat": mode.repeat},
         "recorded": {"date": today, "host": f"{os.cpu_count()} cores, {platform.platform()}",

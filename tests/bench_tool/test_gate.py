@@ -76,6 +76,25 @@ def test_margin_comes_from_the_spread_with_floor_and_ceiling():
     assert margin == quick.margin_ceiling and not gated
 
 
+def test_a_noisy_past_recording_keeps_the_margin_wide():
+    quick = gate.MODES["quick"]
+    quiet = [1.0, 1.01, 0.99, 1.0, 1.0]
+    assert gate.margin_from_spread(quiet, quick) == (quick.margin_floor, True)
+    assert gate.margin_from_spread(quiet, quick, past_spreads=[0.01, 0.3]) == (
+        quick.margin_ceiling, False)
+
+
+def test_recording_carries_the_last_spreads_forward(monkeypatch, tmp_path):
+    path = tmp_path / "baselines.json"
+    path.write_text(json.dumps({"quick": {"settings": {}, "figures": {"demo.put": {
+        "ratio": 0.5, "runs": [0.5], "margin": 0.5, "gated": True, "spreads": [0.4, 0.3, 0.2, 0.1]}}}}))
+    _fake_suites(monkeypatch, [0.50, 0.50, 0.50, 0.50, 0.50])
+    assert gate.main(["--quick", "--record", "--baselines", str(path), "--log", str(tmp_path / "log")]) == 0
+    entry = json.loads(path.read_text())["quick"]["figures"]["demo.put"]
+    assert entry["spreads"] == [0.3, 0.2, 0.1, 0.0]  # the oldest of the 4 kept drops out
+    assert entry["margin"] == gate.MODES["quick"].margin_ceiling and entry["gated"] is False
+
+
 def test_one_outlier_while_recording_does_not_widen_the_margin():
     quick = gate.MODES["quick"]
     assert gate.margin_from_spread([0.107, 0.106, 0.103, 0.103, 0.0511], quick) == (
