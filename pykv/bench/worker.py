@@ -106,7 +106,8 @@ class Worker:
         record = self.ops.get(label)
         if record is None:
             record = self.ops[label] = OpRecord()
-        record.add(end_ns - start_ns, (end_ns - self.t0_ns) // _BUCKET_NS)
+        # Every request counts in the time series, even one timed across a clock tick at t0.
+        record.add(end_ns - start_ns, max(0, (end_ns - self.t0_ns) // _BUCKET_NS))
         self.done += 1
         if not self.first_start_ns or start_ns < self.first_start_ns:
             self.first_start_ns = start_ns
@@ -371,8 +372,9 @@ class Worker:
         self.t0_ns = int(line.split()[1])
         if self.config.duration_s:
             self.deadline_ns = self.t0_ns + int(self.config.duration_s * 1e9)
-        delay_ns = self.t0_ns - time.monotonic_ns()
-        if delay_ns > 0:
+        # uvloop's timers have millisecond resolution and may fire up to 1 ms early:
+        # sleep again until t0 has really come, so that no request starts before it.
+        while (delay_ns := self.t0_ns - time.monotonic_ns()) > 0:
             await asyncio.sleep(delay_ns / 1e9)
 
         cpu_before, wall_before = _cpu_seconds(), time.monotonic_ns()
