@@ -74,7 +74,9 @@ class Core:
         raftlog = RaftLog.restore(self.wal, state)
         self.store = Store.open(self.data_dir.db, quota_bytes=config.effective_quota_backend_bytes,
                                 max_txn_ops=config.max_txn_ops,
-                                min_lease_ttl=max(2, -(-3 * config.election_timeout_ms // 2000)))
+                                min_lease_ttl=max(2, -(-3 * config.election_timeout_ms // 2000)),
+                                # --unsafe-no-fsync: nothing is fsynced, as etcd's flag says
+                                sync=not config.unsafe_no_fsync)
         members = config.initial_cluster_map()
         if state.is_new:
             peer_urls = members.get(config.name) or config.initial_advertise_peer_urls
