@@ -40,6 +40,7 @@ log = logging.getLogger("pykv.server.core")
 
 LEASE_REVOKE_PER_TICK = 100  # etcd revokes up to 1000 leases/s; we check every 100 ms
 LEASE_CHECK_INTERVAL_S = 0.1
+DB_SIZE_REFRESH_S = 0.1  # the quota check reads a size at most this old
 REQUEST_TIMEOUT_S = 7.0  # etcd: 5 s + 2 x election timeout (1 s)
 
 
@@ -57,6 +58,7 @@ class Core:
         self.headers: responses.Headers | None = None
         self._last_snapshot_index = 0
         self._next_lease_check = 0.0
+        self._next_size_check = 0.0
         self.started_at = time.time()
 
     # -- start and stop -------------------------------------------------------
@@ -190,10 +192,14 @@ class Core:
 
     def _after_apply(self) -> None:
         store = self.store
-        self.db_size = store.size_bytes
+        now = time.monotonic()
+        if now >= self._next_size_check:
+            # LMDB's env.info() costs ~17 us: refresh the size the quota check
+            # reads at most every DB_SIZE_REFRESH_S, not once per Ready.
+            self._next_size_check = now + DB_SIZE_REFRESH_S
+            self.db_size = store.size_bytes
         if store.compact_pending:
             store.compact_step()
-        now = time.monotonic()
         if now >= self._next_lease_check:
             self._next_lease_check = now + LEASE_CHECK_INTERVAL_S
             if self.raft.leader_id == self.member_id:
