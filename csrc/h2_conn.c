@@ -126,6 +126,7 @@ struct pykv_h2_conn {
     uint32_t last_stream_id;
     h2_stream *sendq_head, *sendq_tail;
     h2_stream *spare;           /* retired streams, linked by bucket_next */
+    uint64_t buffered_bytes;    /* request bytes held in streams' msg buffers */
     uint32_t spare_count;
     uint64_t queued_bytes;
     /* shutdown */
@@ -148,6 +149,7 @@ void pykv_h2_config_default(pykv_h2_config *c) {
     c->max_header_list_bytes = 64u << 10;
     c->max_connections = 65536;
     c->max_queued_bytes = 64u << 20;
+    c->max_buffered_request_bytes = 64u << 20;
 }
 
 /* --- output helpers ----------------------------------------------------------------- */
@@ -394,6 +396,25 @@ static void drop_contents(h2_buf *b) {
     h2_buf_trim(b, SPARE_BUFFER_KEEP_BYTES);
 }
 
+/* Request bytes held for a stream count against the connection's
+ * max_buffered_request_bytes: flow control cannot bound them (the windows
+ * are topped up as bytes arrive, or interleaved uploads would deadlock), so
+ * this does, whatever the number of streams. */
+static void msg_append(pykv_h2_conn *c, h2_stream *s, const uint8_t *p, size_t n) {
+    h2_buf_append(&s->msg, p, n);
+    c->buffered_bytes += n;
+}
+
+static void msg_clear(pykv_h2_conn *c, h2_stream *s) {
+    c->buffered_bytes -= s->msg.len;
+    drop_contents(&s->msg);
+}
+
+static void meta_clear(pykv_h2_conn *c, h2_stream *s) {
+    c->buffered_bytes -= s->meta.len;
+    drop_contents(&s->meta);
+}
+
 /* Keep a few retired streams (and their small buffers) for the next calls:
  * a connection carrying many short calls then allocates nothing per call. */
 static void retire_stream(pykv_h2_conn *c, h2_stream *s) {
@@ -418,11 +439,19 @@ static void remove_stream(pykv_h2_conn *c, h2_stream *s, int cancel) {
     }
     sendq_remove(c, s);
     c->queued_bytes -= h2_buf_pending(&s->out);
+    c->buffered_bytes -= s->msg.len + s->meta.len;
+    h2_buf_reset(&s->msg);
+    h2_buf_reset(&s->meta);
     h2_stream **link = &c->buckets[bucket_of(c, s->id)];
     while (*link != s) link = &(*link)->bucket_next;
     *link = s->bucket_next;
     c->streams_open--;
     retire_stream(c, s);
+    if (c->streams_open == 0) {
+        /* the byte counts are sums over streams: with none left, both are 0 */
+        PYKV_ASSERT(c->buffered_bytes == 0);
+        PYKV_ASSERT(c->queued_bytes == 0);
+    }
 }
 
 /* --- connection errors ----------------------------------------------------------- */
@@ -657,7 +686,7 @@ static int take_request_bytes(pykv_h2_conn *c, h2_stream *s, const uint8_t *p, s
             }
             size_t take = GRPC_PREFIX_BYTES - have;
             if (take > n) take = n;
-            h2_buf_append(&s->msg, p, take);
+            msg_append(c, s, p, take);
             p += take;
             n -= take;
             if (s->msg.len < GRPC_PREFIX_BYTES) return 0;
@@ -675,25 +704,26 @@ static int take_request_bytes(pykv_h2_conn *c, h2_stream *s, const uint8_t *p, s
                 refuse_message(c, s, GRPC_RESOURCE_EXHAUSTED, detail);
                 return 1;
             }
+            /* No memory is set aside for the length announced: it grows
+             * with what arrives. */
             s->message_bytes = len;
-            if (h2_buf_reserve(&s->msg, len) != PYKV_OK) {
-                refuse_message(c, s, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-                return 1;
-            }
         }
         size_t want = GRPC_PREFIX_BYTES + (size_t)s->message_bytes - s->msg.len;
         size_t take = want < n ? want : n;
-        h2_buf_append(&s->msg, p, take);
+        msg_append(c, s, p, take);
         p += take;
         n -= take;
+        if (c->buffered_bytes > c->proto->config.max_buffered_request_bytes) {
+            refuse_message(c, s, GRPC_RESOURCE_EXHAUSTED,
+                           "grpc: the connection's unfinished requests are over the server's "
+                           "limit");
+            return 1;
+        }
         if (s->msg.len == GRPC_PREFIX_BYTES + (size_t)s->message_bytes) {
             if (message_complete(c, s, s->msg.data + GRPC_PREFIX_BYTES, s->message_bytes)) {
                 return 1;
             }
-            if (s->kind == PYKV_H2_STREAM_STREAM) {
-                h2_buf_reset(&s->msg);
-                h2_buf_trim(&s->msg, BUFFER_KEEP_BYTES);
-            }
+            if (s->kind == PYKV_H2_STREAM_STREAM) msg_clear(c, s);
         }
     }
     return 0;
@@ -719,8 +749,8 @@ static int request_ended(pykv_h2_conn *c, h2_stream *s) {
     s->flags |= S_REPORTED;
     emit(c, PYKV_H2_EV_CALL, s->id, s->method, s->msg.data + GRPC_PREFIX_BYTES,
          s->message_bytes, s->meta.data, s->meta.len, s->timeout_us);
-    drop_contents(&s->msg);
-    drop_contents(&s->meta);
+    msg_clear(c, s);
+    meta_clear(c, s);
     return 0;
 }
 
@@ -855,6 +885,7 @@ static void open_stream(pykv_h2_conn *c, h2_stream *s, int end_stream) {
             h2_buf_append(&s->meta, "", 1);
         }
     }
+    c->buffered_bytes += s->meta.len;  /* held until the CALL event, like request bytes */
     if (malformed || path == NULL || method == NULL || !scheme) {
         stream_error(c, s, PYKV_H2_PROTOCOL_ERROR);  /* 8.1.1 malformed */
         return;
@@ -866,6 +897,12 @@ static void open_stream(pykv_h2_conn *c, h2_stream *s, int end_stream) {
         s->flags |= S_DISCARD;
         answer_status(c, s, "431", GRPC_RESOURCE_EXHAUSTED,
                       "grpc: the request's header list is larger than the server's limit", 0);
+        return;
+    }
+    if (c->buffered_bytes > c->proto->config.max_buffered_request_bytes) {
+        s->flags |= S_DISCARD;
+        answer_status(c, s, NULL, GRPC_RESOURCE_EXHAUSTED,
+                      "grpc: the connection's unfinished requests are over the server's limit", 0);
         return;
     }
     if (!(method_len == 4 && memcmp(method, "POST", 4) == 0)) {
@@ -910,7 +947,7 @@ static void open_stream(pykv_h2_conn *c, h2_stream *s, int end_stream) {
         s->flags |= S_REPORTED;
         emit(c, PYKV_H2_EV_CALL, s->id, s->method, NULL, 0, s->meta.data, s->meta.len,
              s->timeout_us);
-        drop_contents(&s->meta);
+        meta_clear(c, s);
     }
     if (end_stream) {
         s->flags &= ~(uint32_t)S_RECV_CLOSED;
@@ -1461,4 +1498,5 @@ void pykv_h2_conn_get_info(const pykv_h2_conn *c, pykv_h2_conn_info *info) {
     info->goaway_code = c->goaway_code;
     info->closed = c->state == CONN_CLOSED;
     info->queued_bytes = c->queued_bytes;
+    info->buffered_bytes = c->buffered_bytes;
 }

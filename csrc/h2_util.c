@@ -62,7 +62,8 @@ int h2_proto_init(h2_proto *proto, const pykv_h2_config *config, const char *pat
         c->stream_window_bytes < 65535 || c->stream_window_bytes > 0x7fffffffu ||
         c->connection_window_bytes < 65535 || c->connection_window_bytes > 0x7fffffffu ||
         c->max_concurrent_streams == 0 || c->max_header_list_bytes < 1024 ||
-        c->max_connections == 0 || c->max_connections > (1u << 20)) {
+        c->max_connections == 0 || c->max_connections > (1u << 20) ||
+        c->max_buffered_request_bytes < (uint64_t)c->max_receive_bytes + 5) {
         snprintf(err, err_bytes, "h2 config out of range");
         return PYKV_EINVAL;
     }

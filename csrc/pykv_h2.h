@@ -150,11 +150,14 @@ typedef struct pykv_h2_config {
     uint32_t max_header_list_bytes;  /* decoded request headers (RFC 9113 6.5.2 size) */
     uint32_t max_connections;        /* open client connections; more are closed at accept */
     uint64_t max_queued_bytes;       /* event payload not yet polled: reading pauses past it */
+    uint64_t max_buffered_request_bytes; /* per connection, in unfinished request
+                                          * messages; past it: RESOURCE_EXHAUSTED */
 } pykv_h2_config;
 
 /* The defaults: 4 MiB messages (grpc's default), 65536 streams per
  * connection, 4 MiB stream and 16 MiB connection windows, 64 KiB of request
- * headers, 65536 connections, 64 MiB of events waiting for Python. */
+ * headers, 65536 connections, 64 MiB of events waiting for Python, 64 MiB
+ * of unfinished requests per connection. */
 void pykv_h2_config_default(pykv_h2_config *config);
 
 /* --- one connection, sans I/O (the server's building block; tests) -------- */
@@ -210,6 +213,7 @@ typedef struct pykv_h2_conn_info {
     uint32_t goaway_code;
     uint32_t closed;
     uint64_t queued_bytes;       /* DATA payload queued, waiting for window */
+    uint64_t buffered_bytes;     /* request bytes held in unfinished messages */
 } pykv_h2_conn_info;
 
 void pykv_h2_conn_get_info(const pykv_h2_conn *conn, pykv_h2_conn_info *info);

@@ -518,3 +518,35 @@ def test_deadline_passing_answers_deadline_exceeded_and_cancels(conn, client):
     response = client.responses[stream]
     assert response.status == DEADLINE_EXCEEDED
     assert response.message == b"context deadline exceeded"
+
+
+def test_unfinished_requests_of_a_connection_are_bounded():
+    conn = Conn(METHODS, max_receive_bytes=100_000, max_buffered_request_bytes=150_000)
+    client = Client(conn)
+    first, second = client.start(PUT), client.start(PUT)
+    client.send(first, grpc_message(b"a" * 90_000)[:80_000])
+    assert conn.info().buffered_bytes == 80_000
+    client.send(second, grpc_message(b"b" * 90_000)[:80_000])
+    # the stream that went over the limit is refused; the other goes on
+    assert client.responses[second].status == RESOURCE_EXHAUSTED
+    assert conn.info().buffered_bytes == 80_000
+    client.send(first, grpc_message(b"a" * 90_000)[80_000:], end=True)
+    [event] = conn.events()
+    assert event.stream == first and event.payload == b"a" * 90_000
+    assert conn.info().buffered_bytes == 0
+
+
+
+def test_metadata_of_calls_not_started_counts_against_the_bound():
+    conn = Conn(METHODS, max_receive_bytes=1000, max_buffered_request_bytes=3000)
+    client = Client(conn)
+    first = client.start(PUT, (b"token", b"t" * 1400))
+    second = client.start(PUT, (b"token", b"u" * 1400))
+    third = client.start(PUT, (b"token", b"v" * 1400))
+    client.pump()
+    assert client.responses.get(first) is None and client.responses.get(second) is None
+    assert client.responses[third].status == RESOURCE_EXHAUSTED
+    client.send(first, grpc_message(b"go"), end=True)
+    [event] = conn.events()
+    assert event.metadata == [(b"token", b"t" * 1400)]
+    assert conn.info().buffered_bytes == len(b"token\0" + b"u" * 1400 + b"\0")
