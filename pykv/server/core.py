@@ -27,10 +27,9 @@ from pykv.engine.apply import Applier
 from pykv.engine.raftlog import RaftLog, load
 from pykv.engine.requests import Kind
 from pykv.mvcc import Store
-from pykv.mvcc import types as mvcc_types
 from pykv.raft.rawnode import Config as RaftConfig
 from pykv.raft.rawnode import RawNode, Ready
-from pykv.raft.types import ConfChange, ConfChangeType, Entry, decode_conf_change
+from pykv.raft.types import ConfChange, Entry, decode_conf_change
 from pykv.server import responses
 from pykv.server.config import ServerConfig
 from pykv.server.raftnode import RaftNode
@@ -248,7 +247,3 @@ class Core:
         # RawNode is not thread-safe, but status() only reads plain attributes.
         return self._node.status()
 
-
-def alarm_text(alarm: mvcc_types.AlarmMember) -> str:
-    return {mvcc_types.ALARM_NOSPACE: "NOSPACE", mvcc_types.ALARM_CORRUPT: "CORRUPT"}.get(
-        alarm.alarm, "NONE")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-from pykv import errors
 from pykv.api.etcdserverpb import rpc_pb2
 from pykv.engine.requests import Kind
 from pykv.mvcc import requests as checks
@@ -132,8 +131,3 @@ def chain(future: asyncio.Future, then) -> asyncio.Future:
     future.add_done_callback(done)
     return out
 
-
-def raise_if_error(result):
-    if isinstance(result, errors.EtcdError):
-        raise result
-    return result
