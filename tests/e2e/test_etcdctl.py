@@ -184,3 +184,22 @@ def test_kubernetes_style_json_object_round_trips_byte_for_byte(pykv_server):
     assert base64.b64decode(got["kvs"][0]["value"]) == payload
     raw = etcdctl(pykv_server.endpoint, "get", key, "--print-value-only").stdout
     assert raw.rstrip(b"\n") == payload
+
+
+def test_defrag_shrinks_the_file_and_keeps_the_data(pykv_server):
+    endpoint = pykv_server.endpoint
+    big = b"y" * 200_000
+    for i in range(40):
+        etcdctl(endpoint, "put", f"/defrag/{i:03d}", input=big)
+    etcdctl(endpoint, "del", "/defrag/", "--prefix")
+    revision = etcdctl_json(endpoint, "put", "/defrag/keep", "v")["header"]["revision"]
+    etcdctl(endpoint, "compaction", "--physical", str(revision))
+    before = etcdctl_json(endpoint, "endpoint", "status")[0]["Status"]["dbSize"]
+    out = etcdctl(endpoint, "defrag")
+    assert b"Finished defragmenting etcd member" in out.stdout
+    after = etcdctl_json(endpoint, "endpoint", "status")[0]["Status"]
+    assert after["dbSize"] < before
+    got = etcdctl_json(endpoint, "get", "/defrag/keep")
+    assert base64.b64decode(got["kvs"][0]["value"]) == b"v"
+    hashkv = etcdctl_json(endpoint, "endpoint", "hashkv")[0]["HashKV"]
+    assert hashkv["hash"] != 0 and hashkv["header"]["revision"] == revision

@@ -58,16 +58,19 @@ class MaintenanceService:
 
     async def Hash(self, request, context):
         ctx = self.ctx
-        result = await asyncio.get_running_loop().run_in_executor(None, ctx.store.hash_kv, 0)
-        return rpc_pb2.HashResponse(header=ctx.headers.message(ctx.store.revision),
+        result = await asyncio.get_running_loop().run_in_executor(None, ctx.store.hash)
+        return rpc_pb2.HashResponse(header=ctx.headers.message(result.revision),
                                     hash=result.hash)
 
     async def HashKV(self, request: rpc_pb2.HashKVRequest, context):
         ctx = self.ctx
         result = await asyncio.get_running_loop().run_in_executor(
             None, ctx.store.hash_kv, request.revision)
+        # etcd's hash is a CRC-32 (uint32 on the wire); the store's is 64-bit
+        # xxh3: fold it, so every member still reports the same value.
+        folded = (result.hash ^ (result.hash >> 32)) & 0xFFFFFFFF
         return rpc_pb2.HashKVResponse(
-            header=ctx.headers.message(ctx.store.revision), hash=result.hash,
+            header=ctx.headers.message(ctx.store.revision), hash=folded,
             compact_revision=result.compact_revision, hash_revision=result.revision)
 
     async def Snapshot(self, request, context):
@@ -115,8 +118,6 @@ class MaintenanceService:
 
     async def Defragment(self, request, context):
         ctx = self.ctx
-        defragment = getattr(ctx.store, "defragment", None)
-        if defragment is None:
-            raise errors.NotCapable("defragment is not available in this build")
-        await asyncio.get_running_loop().run_in_executor(None, defragment)
+        # Blocks writes on this member while it runs, as etcd's does.
+        await asyncio.get_running_loop().run_in_executor(None, ctx.store.defragment)
         return rpc_pb2.DefragmentResponse(header=ctx.headers.message(ctx.store.revision))
