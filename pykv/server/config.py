@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -74,6 +75,16 @@ class ServerConfig:
     # (HTTP/2 in C, pykv/server/h2server.py) or "grpcio". TLS URLs always
     # use grpcio. PYKV_GRPC_SERVER sets the default (the e2e suite runs both).
     grpc_server: str = field(default_factory=lambda: os.environ.get("PYKV_GRPC_SERVER", "native"))
+    # gRPC keepalive, as etcd's flags: ping a client silent for the interval,
+    # close it when the ping is not answered within the timeout; a client
+    # pinging more often than the min time is told to calm down.
+    grpc_keepalive_min_time_s: float = 5.0
+    grpc_keepalive_interval_s: float = 2 * 3600.0
+    grpc_keepalive_timeout_s: float = 20.0
+    # etcd's grpc-gateway (JSON over HTTP/1 on the client port) and the
+    # origins a browser may call it from (none unless listed; "*": any).
+    enable_grpc_gateway: bool = True
+    cors: list[str] = field(default_factory=list)
     client_tls: TLSConfig = field(default_factory=TLSConfig)
     peer_tls: TLSConfig = field(default_factory=TLSConfig)
 
@@ -136,6 +147,11 @@ class ServerConfig:
             raise ConfigError("--frontends must be between 0 and 64")
         if self.grpc_server not in ("native", "grpcio"):
             raise ConfigError(f"--grpc-server: {self.grpc_server!r} is not native or grpcio")
+        for flag, value in (("--grpc-keepalive-min-time", self.grpc_keepalive_min_time_s),
+                            ("--grpc-keepalive-interval", self.grpc_keepalive_interval_s),
+                            ("--grpc-keepalive-timeout", self.grpc_keepalive_timeout_s)):
+            if value < 0:
+                raise ConfigError(f"{flag} must not be negative")
         if self.snapshot_count <= 0:
             raise ConfigError("--snapshot-count must be > 0")
         if self.initial_cluster_state not in ("new", "existing"):
@@ -215,6 +231,19 @@ _FLAGS: dict[str, tuple[str, str, str]] = {
                   "server process answers gRPC itself)"),
     "grpc-server": ("grpc_server", "str",
                     "pykv: native (HTTP/2 in C) or grpcio, for plaintext client URLs"),
+    "grpc-keepalive-min-time": ("grpc_keepalive_min_time_s", "duration",
+                                "minimum interval duration that a client should wait before "
+                                "pinging server"),
+    "grpc-keepalive-interval": ("grpc_keepalive_interval_s", "duration",
+                                "frequency duration of server-to-client ping to check if a "
+                                "connection is alive (0 to disable)"),
+    "grpc-keepalive-timeout": ("grpc_keepalive_timeout_s", "duration",
+                               "additional duration of wait before closing a non-responsive "
+                               "connection"),
+    "enable-grpc-gateway": ("enable_grpc_gateway", "bool",
+                            "enable the JSON gateway (HTTP/1 on the client port)"),
+    "cors": ("cors", "urls", "comma-separated origins browsers may call the gateway from "
+                             "('*': any; pykv's default: none)"),
     "cert-file": ("client_tls.cert_file", "str", "path to the client server TLS cert file"),
     "key-file": ("client_tls.key_file", "str", "path to the client server TLS key file"),
     "trusted-ca-file": ("client_tls.trusted_ca_file", "str",
@@ -245,10 +274,37 @@ def _parse_bool(text: str | bool) -> bool:
     raise ConfigError(f"{text!r} is not a boolean")
 
 
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                   "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)")
+
+
+def parse_duration(raw) -> float:
+    """Seconds from a Go duration (``"2h0m0s"``, ``"20s"``, ``"1.5ms"``, ``"0"``);
+    an integer from a YAML file is nanoseconds, as Go's decoder reads it."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return raw / 1e9
+    text = str(raw).strip()
+    if text == "0":
+        return 0.0
+    at, total = 0, 0.0
+    while at < len(text):
+        match = _DURATION_PART.match(text, at)
+        if match is None:
+            raise ValueError(f"time: invalid duration {text!r}")
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        at = match.end()
+    if not text:
+        raise ValueError("time: invalid duration \"\"")
+    return total
+
+
 def _convert(flag: str, kind: str, raw):
     try:
         if kind == "int":
             return int(raw)
+        if kind == "duration":
+            return parse_duration(raw)
         if kind == "bool":
             return _parse_bool(raw)
         if kind == "urls":

@@ -15,19 +15,22 @@ import grpc
 
 from pykv.server.config import ServerConfig, TLSConfig
 
-GRPC_KEEPALIVE_MIN_TIME_MS = 5_000  # etcd: --grpc-keepalive-min-time 5s
-GRPC_KEEPALIVE_INTERVAL_MS = 2 * 3600 * 1000  # etcd: --grpc-keepalive-interval 2h
-GRPC_KEEPALIVE_TIMEOUT_MS = 20_000  # etcd: --grpc-keepalive-timeout 20s
+_NEVER_MS = 2**31 - 1  # grpc's "no keepalive ping"
+
+
+def _ms(seconds: float) -> int:
+    return min(_NEVER_MS, int(seconds * 1000))
 
 
 def server_options(config: ServerConfig) -> list[tuple[str, int]]:
+    interval_ms = _ms(config.grpc_keepalive_interval_s) or _NEVER_MS  # etcd: 0 disables
     return [
         ("grpc.max_receive_message_length", config.grpc_max_receive_bytes),
         ("grpc.max_send_message_length", 2**31 - 1),
         ("grpc.so_reuseport", 1),
-        ("grpc.keepalive_time_ms", GRPC_KEEPALIVE_INTERVAL_MS),
-        ("grpc.keepalive_timeout_ms", GRPC_KEEPALIVE_TIMEOUT_MS),
-        ("grpc.http2.min_ping_interval_without_data_ms", GRPC_KEEPALIVE_MIN_TIME_MS),
+        ("grpc.keepalive_time_ms", interval_ms),
+        ("grpc.keepalive_timeout_ms", _ms(config.grpc_keepalive_timeout_s)),
+        ("grpc.http2.min_ping_interval_without_data_ms", _ms(config.grpc_keepalive_min_time_s)),
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.keepalive_permit_without_calls", 1),
     ]

@@ -90,3 +90,35 @@ def test_serve_exits_2_with_the_reason_on_a_bad_flag(tmp_path):
 def test_config_survives_the_trip_to_a_front_end_process():
     config = parse(["--name", "n1", "--cert-file", "/c", "--key-file", "/k", "--frontends", "2"])
     assert cfg.from_json(cfg.to_json(config)) == config
+
+
+def test_keepalive_flags_take_go_durations_and_default_to_etcds():
+    config = parse([])
+    assert (config.grpc_keepalive_min_time_s, config.grpc_keepalive_interval_s,
+            config.grpc_keepalive_timeout_s) == (5.0, 7200.0, 20.0)
+    config = parse(["--grpc-keepalive-interval", "1m30s", "--grpc-keepalive-timeout", "500ms"],
+                   {"ETCD_GRPC_KEEPALIVE_MIN_TIME": "2h0m0s"})
+    assert (config.grpc_keepalive_min_time_s, config.grpc_keepalive_interval_s,
+            config.grpc_keepalive_timeout_s) == (7200.0, 90.0, 0.5)
+    assert parse(["--grpc-keepalive-interval", "0"]).grpc_keepalive_interval_s == 0.0
+
+
+def test_keepalive_in_a_config_file_is_nanoseconds_or_a_duration(tmp_path):
+    path = tmp_path / "etcd.yaml"
+    path.write_text("grpc-keepalive-min-time: 3000000000\ngrpc-keepalive-timeout: 15s\n")
+    config = parse(["--config-file", str(path)])
+    assert (config.grpc_keepalive_min_time_s, config.grpc_keepalive_timeout_s) == (3.0, 15.0)
+
+
+@pytest.mark.parametrize("text", ["", "5", "5x", "-1s", "s", "1h-2m"])
+def test_a_bad_duration_names_the_flag(text):
+    with pytest.raises(cfg.ConfigError, match="--grpc-keepalive-timeout: invalid value"):
+        parse([f"--grpc-keepalive-timeout={text}"])
+
+
+def test_gateway_is_on_and_cors_closed_by_default():
+    config = parse([])
+    assert config.enable_grpc_gateway is True and config.cors == []
+    config = parse(["--enable-grpc-gateway=false", "--cors", "http://a.example,http://b.example"])
+    assert config.enable_grpc_gateway is False
+    assert config.cors == ["http://a.example", "http://b.example"]
