@@ -102,7 +102,7 @@ struct pykv_h2_conn {
     int own_sink_index;
     uint64_t id;
     int state;
-    size_t preface_seen;
+    int http1;                  /* the peer spoke HTTP/1: in holds all it sent */
     int settings_seen;          /* the client's first frame was SETTINGS */
     h2_buf in;
     h2_buf out;
@@ -135,6 +135,18 @@ struct pykv_h2_conn {
     uint32_t goaway_last_id;
     /* deadlines */
     int64_t now_us;
+    /* keepalive, by grpc-go's server rules (see pykv_h2_conn_tick) */
+    int64_t last_read_us;       /* when bytes last came from the peer */
+    uint64_t reads;             /* reads with bytes, ever */
+    uint64_t keepalive_reads;   /* reads at the previous tick */
+    int64_t keepalive_at_us;    /* when the next tick is due; 0: not started */
+    int64_t ping_deadline_us;   /* our ping's answer is due by then */
+    int ping_outstanding;
+    /* the client's pings (grpc-go's enforcement policy) */
+    int ping_seen;
+    int64_t last_ping_at_us;
+    uint32_t ping_strikes;
+    int reset_ping_strikes;     /* we sent HEADERS or DATA since the last ping */
     h2_deadline_fn deadline_fn;
     void *deadline_owner;
     h2_buf scratch;
@@ -150,6 +162,9 @@ void pykv_h2_config_default(pykv_h2_config *c) {
     c->max_connections = 65536;
     c->max_queued_bytes = 64u << 20;
     c->max_buffered_request_bytes = 64u << 20;
+    c->keepalive_interval_us = 2ull * 3600 * 1000000;  /* etcd: --grpc-keepalive-interval 2h */
+    c->keepalive_timeout_us = 20ull * 1000000;         /* etcd: --grpc-keepalive-timeout 20s */
+    c->keepalive_min_time_us = 5ull * 1000000;         /* etcd: --grpc-keepalive-min-time 5s */
 }
 
 /* --- output helpers ----------------------------------------------------------------- */
@@ -490,6 +505,7 @@ static void write_headers(pykv_h2_conn *c, uint32_t stream, const uint8_t *block
                           int end_stream) {
     /* Our blocks stay under the smallest MAX_FRAME_SIZE (16384): no CONTINUATION. */
     PYKV_ASSERT(len <= 16384);
+    c->reset_ping_strikes = 1;
     put_frame_header(&c->out, (uint32_t)len, FRAME_HEADERS,
                      (uint8_t)(FLAG_END_HEADERS | (end_stream ? FLAG_END_STREAM : 0)), stream);
     h2_buf_append(&c->out, block, len);
@@ -525,6 +541,7 @@ static void answer_status(pykv_h2_conn *c, h2_stream *s, const char *http_status
 
 static void write_data(pykv_h2_conn *c, h2_stream *s, const uint8_t *data, size_t n,
                        int end_stream) {
+    c->reset_ping_strikes = 1;
     put_frame_header(&c->out, (uint32_t)n, FRAME_DATA, end_stream ? FLAG_END_STREAM : 0, s->id);
     h2_buf_append(&c->out, data, n);
     s->send_window -= (int64_t)n;
@@ -582,6 +599,7 @@ static void send_message(pykv_h2_conn *c, h2_stream *s, const uint8_t *msg, uint
     int64_t total = GRPC_PREFIX_BYTES + (int64_t)len;
     if (h2_buf_pending(&s->out) == 0 && total <= s->send_window && total <= c->send_window &&
         total <= (int64_t)c->peer_max_frame && h2_buf_pending(&c->out) < OUT_HIGH_BYTES) {
+        c->reset_ping_strikes = 1;
         put_frame_header(&c->out, (uint32_t)total, FRAME_DATA, 0, s->id);
         h2_buf_append(&c->out, prefix, sizeof(prefix));
         h2_buf_append(&c->out, msg, len);
@@ -1177,12 +1195,38 @@ static int on_settings(pykv_h2_conn *c, uint8_t flags, uint32_t id, const uint8_
     return PYKV_OK;
 }
 
+/* A client's ping, judged as grpc-go's server does (http2_server.go
+ * handlePing, keepalive.EnforcementPolicy with PermitWithoutStream false, as
+ * etcd runs it): a ping sooner than min_time after the previous one (or,
+ * with no call open, sooner than two hours) is a strike, unless we sent
+ * HEADERS or DATA in between (clients ping to measure bandwidth after data
+ * arrives); past MAX_PING_STRIKES the connection ends with GOAWAY
+ * ENHANCE_YOUR_CALM "too_many_pings". */
+#define MAX_PING_STRIKES 2
+#define PING_WITHOUT_STREAM_US (2LL * 3600 * 1000000)
+
 static int on_ping(pykv_h2_conn *c, uint8_t flags, uint32_t id, const uint8_t *p, size_t len) {
     if (len != 8) return conn_error(c, PYKV_H2_FRAME_SIZE_ERROR, "PING of %zu bytes", len);
     if (id != 0) return conn_error(c, PYKV_H2_PROTOCOL_ERROR, "PING on stream %u", id);
-    if (!(flags & FLAG_ACK)) {
-        put_frame_header(&c->out, 8, FRAME_PING, FLAG_ACK, 0);
-        h2_buf_append(&c->out, p, 8);
+    if (flags & FLAG_ACK) return PYKV_OK;  /* any read already counts as liveness */
+    put_frame_header(&c->out, 8, FRAME_PING, FLAG_ACK, 0);
+    h2_buf_append(&c->out, p, 8);
+    const int64_t min_time = (int64_t)c->proto->config.keepalive_min_time_us;
+    const int64_t now = c->now_us;
+    const int64_t last = c->last_ping_at_us;
+    const int seen = c->ping_seen;
+    c->ping_seen = 1;
+    c->last_ping_at_us = now;
+    if (c->reset_ping_strikes) {
+        c->reset_ping_strikes = 0;
+        c->ping_strikes = 0;
+        return PYKV_OK;
+    }
+    if (!seen || min_time == 0) return PYKV_OK;
+    int64_t allowed = c->streams_open > 0 ? min_time : PING_WITHOUT_STREAM_US;
+    if (now - last < allowed) c->ping_strikes++;
+    if (c->ping_strikes > MAX_PING_STRIKES) {
+        return conn_error(c, PYKV_H2_ENHANCE_YOUR_CALM, "too_many_pings");
     }
     return PYKV_OK;
 }
@@ -1255,21 +1299,41 @@ static int on_frame(pykv_h2_conn *c, uint8_t type, uint8_t flags, uint32_t id,
     }
 }
 
+/* Whether bytes that are not HTTP/2's preface start an HTTP/1 request line
+ * (RFC 9112 3: a method token, then a space; methods are upper-case
+ * letters in practice): 1 yes, 0 not yet known, -1 no. */
+#define HTTP1_METHOD_MAX 16
+
+static int http1_request_line(const uint8_t *p, size_t len) {
+    size_t i = 0;
+    while (i < len && i <= HTTP1_METHOD_MAX && p[i] >= 'A' && p[i] <= 'Z') i++;
+    if (i == len) return i <= HTTP1_METHOD_MAX ? 0 : -1;
+    return (i >= 1 && i <= HTTP1_METHOD_MAX && p[i] == ' ') ? 1 : -1;
+}
+
 static int process_input(pykv_h2_conn *c) {
     h2_buf *in = &c->in;
     if (c->state == CONN_PREFACE) {
+        /* Nothing is consumed until the protocol is known: an HTTP/1
+         * client's bytes are handed over whole. */
         size_t avail = h2_buf_pending(in);
-        size_t want = sizeof(PREFACE) - c->preface_seen;
-        size_t n = avail < want ? avail : want;
-        if (memcmp(h2_buf_head(in), PREFACE + c->preface_seen, n) != 0) {
+        size_t n = avail < sizeof(PREFACE) ? avail : sizeof(PREFACE);
+        if (memcmp(h2_buf_head(in), PREFACE, n) == 0) {
+            if (n < sizeof(PREFACE)) return PYKV_OK;
+            h2_buf_consume(in, sizeof(PREFACE));
+            c->state = CONN_OPEN;
+        } else {
+            int http1 = http1_request_line(h2_buf_head(in), avail);
+            if (http1 == 0) return PYKV_OK;  /* a method token so far: wait */
+            if (http1 > 0) {
+                c->http1 = 1;
+                c->state = CONN_CLOSED;
+                return PYKV_ECLOSED;
+            }
             c->state = CONN_OPEN;  /* so that conn_error acts */
             h2_buf_reset(in);
             return conn_error(c, PYKV_H2_PROTOCOL_ERROR, "not an HTTP/2 client preface");
         }
-        c->preface_seen += n;
-        h2_buf_consume(in, n);
-        if (c->preface_seen < sizeof(PREFACE)) return PYKV_OK;
-        c->state = CONN_OPEN;
     }
     while (c->state == CONN_OPEN) {
         size_t avail = h2_buf_pending(in);
@@ -1386,8 +1450,14 @@ void pykv_h2_conn_free(pykv_h2_conn *c) {
     free(c);
 }
 
+static void note_read(pykv_h2_conn *c) {
+    c->reads++;
+    c->last_read_us = c->now_us;
+}
+
 int pykv_h2_conn_feed(pykv_h2_conn *c, const uint8_t *data, size_t data_bytes) {
     if (c->state == CONN_CLOSED) return PYKV_ECLOSED;
+    note_read(c);
     if (h2_buf_append(&c->in, data, data_bytes) != PYKV_OK) {
         return conn_error(c, PYKV_H2_INTERNAL_ERROR, "out of memory");
     }
@@ -1404,6 +1474,7 @@ int h2_conn_read_commit(pykv_h2_conn *c, size_t n) {
     if (c->state == CONN_CLOSED) return PYKV_ECLOSED;
     PYKV_ASSERT(n <= c->in.cap - c->in.len);
     c->in.len += n;
+    note_read(c);
     int rc = process_input(c);
     if (h2_buf_pending(&c->in) == 0) h2_buf_trim(&c->in, BUFFER_KEEP_BYTES);
     return rc;
@@ -1411,8 +1482,68 @@ int h2_conn_read_commit(pykv_h2_conn *c, size_t n) {
 
 void pykv_h2_conn_output(pykv_h2_conn *c, const uint8_t **data, size_t *data_bytes) {
     *data = h2_buf_head(&c->out);
-    *data_bytes = h2_buf_pending(&c->out);
+    /* Our preface waits for the client's: an HTTP/1 client must not get
+     * HTTP/2 frames before its answer (cmux in etcd waits the same way). */
+    *data_bytes = c->state == CONN_PREFACE || c->http1 ? 0 : h2_buf_pending(&c->out);
 }
+
+void pykv_h2_conn_http1_input(const pykv_h2_conn *c, const uint8_t **data, size_t *data_bytes) {
+    *data = h2_buf_head(&c->in);
+    *data_bytes = c->http1 ? h2_buf_pending(&c->in) : 0;
+}
+
+int pykv_h2_conn_tick(pykv_h2_conn *c, int64_t *next_us) {
+    const pykv_h2_config *cfg = &c->proto->config;
+    *next_us = 0;
+    if (c->state == CONN_CLOSED) return PYKV_ECLOSED;
+    if (cfg->keepalive_interval_us == 0) return PYKV_OK;
+    const int64_t now = c->now_us;
+    const int64_t interval = (int64_t)cfg->keepalive_interval_us;
+    if (c->keepalive_at_us == 0) {  /* the first tick starts the clock */
+        c->keepalive_reads = c->reads;
+        c->keepalive_at_us = now + interval;
+    }
+    if (now < c->keepalive_at_us) {
+        *next_us = c->keepalive_at_us;
+        return PYKV_OK;
+    }
+    if (c->reads != c->keepalive_reads) {
+        /* The peer spoke since the last tick: it is alive; wait a whole
+         * interval from its last bytes. */
+        c->keepalive_reads = c->reads;
+        c->ping_outstanding = 0;
+        int64_t at = c->last_read_us + interval;
+        c->keepalive_at_us = at > now ? at : now;
+        *next_us = c->keepalive_at_us;
+        return PYKV_OK;
+    }
+    if (c->ping_outstanding) {
+        if (now >= c->ping_deadline_us) {
+            /* grpc-go closes the transport without a GOAWAY here */
+            snprintf(c->error, sizeof(c->error), "keepalive ping not acked within timeout");
+            c->state = CONN_CLOSED;
+            cancel_all(c);
+            emit(c, PYKV_H2_EV_CONN_ERROR, 0, 0, c->error, strlen(c->error), NULL, 0,
+                 PYKV_H2_NO_TIMEOUT);
+            return PYKV_ECLOSED;
+        }
+    } else {
+        static const uint8_t KEEPALIVE_PING[8] = {'p', 'y', 'k', 'v', 'k', 'a', 'l', 'v'};
+        put_frame_header(&c->out, 8, FRAME_PING, 0, 0);
+        h2_buf_append(&c->out, KEEPALIVE_PING, sizeof(KEEPALIVE_PING));
+        c->ping_outstanding = 1;
+        c->ping_deadline_us = now + (int64_t)cfg->keepalive_timeout_us;
+    }
+    int64_t left = c->ping_deadline_us - now;
+    c->keepalive_at_us = now + (left < interval ? left : interval);
+    if (c->keepalive_at_us <= now) c->keepalive_at_us = now + 1;
+    *next_us = c->keepalive_at_us;
+    return PYKV_OK;
+}
+
+int64_t h2_conn_keepalive_at(const pykv_h2_conn *c) { return c->keepalive_at_us; }
+
+int h2_conn_is_http1(const pykv_h2_conn *c) { return c->http1; }
 
 void pykv_h2_conn_consume(pykv_h2_conn *c, size_t written) {
     h2_buf_consume(&c->out, written);
@@ -1499,4 +1630,7 @@ void pykv_h2_conn_get_info(const pykv_h2_conn *c, pykv_h2_conn_info *info) {
     info->closed = c->state == CONN_CLOSED;
     info->queued_bytes = c->queued_bytes;
     info->buffered_bytes = c->buffered_bytes;
+    info->http1 = (uint32_t)c->http1;
+    info->ping_strikes = c->ping_strikes;
+    info->ping_outstanding = (uint32_t)c->ping_outstanding;
 }

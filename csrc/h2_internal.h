@@ -121,6 +121,8 @@ void h2_conn_flush(pykv_h2_conn *conn);
 void h2_conn_abort(pykv_h2_conn *conn);
 int h2_conn_finished(const pykv_h2_conn *conn);  /* nothing more to do but close */
 int h2_conn_idle(const pykv_h2_conn *conn);      /* after GOAWAY: no streams, no output */
+int h2_conn_is_http1(const pykv_h2_conn *conn);  /* the peer spoke HTTP/1: hand it over */
+int64_t h2_conn_keepalive_at(const pykv_h2_conn *conn);  /* the tick due; 0: none */
 uint64_t h2_conn_id(const pykv_h2_conn *conn);
 /* Space to read into (at least min_bytes); commit what was read. */
 uint8_t *h2_conn_read_space(pykv_h2_conn *conn, size_t min_bytes, size_t *space);

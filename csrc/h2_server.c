@@ -14,7 +14,15 @@
  * Backpressure: when more than max_queued_bytes of event payload wait for
  * Python, the thread stops reading sockets (their EPOLLIN is dropped) until
  * a poll has taken them; TCP then pushes back on the clients.
+ *
+ * epoll and eventfd are Linux's: elsewhere this file builds stubs that
+ * refuse to create a server (pykv_h2_server_supported() is 0), and pykv
+ * serve answers gRPC with grpcio instead.
  */
+#include "h2_internal.h"
+
+#if defined(__linux__)
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -31,8 +39,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "h2_internal.h"
-
 #define MAX_LISTENERS 16
 #define EPOLL_BATCH 256
 #define READ_CHUNK_BYTES (256 * 1024)
@@ -48,6 +54,7 @@
 #define LINGER_US 1000000
 #define LINGER_BYTES_MAX (4u << 20)
 #define LINGER_STREAM 0   /* a deadline entry for stream 0 ends a linger */
+#define KEEPALIVE_STREAM 0xffffffffu  /* one for no stream id (31 bits) runs a keepalive tick */
 
 enum { TAG_LISTENER = 1, TAG_WAKE = 2, TAG_CONN = 3 };
 enum { EOF_NONE = 0, EOF_CLEAN = 1, EOF_BROKEN = 2 };
@@ -62,6 +69,7 @@ typedef struct conn_slot {
     int dirty;            /* in the dirty list this turn */
     int eof;              /* EOF_CLEAN: the peer closed; EOF_BROKEN: the socket failed */
     int lingering;        /* our side is shut: reading and dropping until the peer closes */
+    int handoff;          /* the peer spoke HTTP/1: hand the socket to Python */
     uint64_t linger_bytes;
     uint32_t next_free;
 } conn_slot;
@@ -178,6 +186,12 @@ static deadline heap_pop(pykv_h2_server *s) {
 
 static conn_slot *slot_of(pykv_h2_server *s, uint64_t id);
 
+static int deadline_live(const conn_slot *slot, deadline d) {
+    if (d.stream == LINGER_STREAM) return slot->lingering;
+    if (d.stream == KEEPALIVE_STREAM) return h2_conn_keepalive_at(slot->conn) == d.at_us;
+    return h2_conn_deadline_live(slot->conn, d.stream, d.at_us);
+}
+
 /* Entries stay until their time comes, even when the call ended long
  * before (the common case); so that hour-long timeouts at a high call rate
  * do not pile up, the heap is rebuilt without the dead entries whenever it
@@ -187,11 +201,7 @@ static void heap_compact(pykv_h2_server *s) {
     for (size_t i = 0; i < s->heap_count; i++) {
         deadline d = s->heap[i];
         conn_slot *slot = slot_of(s, d.conn);
-        if (slot != NULL && (d.stream == LINGER_STREAM ? slot->lingering
-                                                       : h2_conn_deadline_live(slot->conn, d.stream,
-                                                                               d.at_us))) {
-            s->heap[kept++] = d;
-        }
+        if (slot != NULL && deadline_live(slot, d)) s->heap[kept++] = d;
     }
     size_t n = kept;
     s->heap_count = 0;
@@ -237,10 +247,11 @@ static void set_epoll_mask(pykv_h2_server *s, uint32_t index, uint32_t mask) {
     slot->epoll_mask = mask;
 }
 
-static void close_conn(pykv_h2_server *s, uint32_t index) {
+/* Forget a connection; its socket is closed unless it was handed over. */
+static void release_conn(pykv_h2_server *s, uint32_t index, int close_fd) {
     conn_slot *slot = &s->slots[index];
     epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, slot->fd, NULL);
-    close(slot->fd);
+    if (close_fd) close(slot->fd);
     h2_conn_abort(slot->conn);  /* CANCELs into staging */
     pykv_h2_conn_free(slot->conn);
     slot->conn = NULL;
@@ -249,6 +260,34 @@ static void close_conn(pykv_h2_server *s, uint32_t index) {
     slot->next_free = s->free_head;
     s->free_head = index;
     s->io_stats.connections_open--;
+}
+
+static void close_conn(pykv_h2_server *s, uint32_t index) { release_conn(s, index, 1); }
+
+/* The peer spoke HTTP/1: its socket and the bytes read so far go to Python
+ * as an HTTP1 event (pykv_h2.h). */
+static void hand_over(pykv_h2_server *s, uint32_t index) {
+    conn_slot *slot = &s->slots[index];
+    const uint8_t *data;
+    size_t len;
+    pykv_h2_conn_http1_input(slot->conn, &data, &len);
+    pykv_h2_event ev = {h2_conn_id(slot->conn), 0, PYKV_H2_EV_HTTP1, 0, 0, 0, slot->fd};
+    int rc = h2_sink_push(&s->staging, &ev, data, len, NULL, 0);
+    PYKV_ASSERT(rc == PYKV_OK);  /* out of memory: nothing sane is left to do */
+    s->io_stats.http1_handoffs++;
+    release_conn(s, index, 0);
+}
+
+/* Run a connection's keepalive tick and queue the next one. */
+static void keepalive_tick(pykv_h2_server *s, conn_slot *slot, int64_t now) {
+    int64_t next;
+    pykv_h2_conn_set_time(slot->conn, now);
+    if (pykv_h2_conn_tick(slot->conn, &next) != PYKV_OK) {
+        slot->eof = EOF_BROKEN;  /* the ping went unanswered: close */
+        s->io_stats.keepalive_closes++;
+        return;
+    }
+    if (next > 0) heap_push(s, (deadline){next, h2_conn_id(slot->conn), KEEPALIVE_STREAM});
 }
 
 static void accept_one(pykv_h2_server *s, int fd) {
@@ -286,6 +325,7 @@ static void accept_one(pykv_h2_server *s, int fd) {
     slot->fd = fd;
     slot->eof = 0;
     slot->lingering = 0;
+    slot->handoff = 0;
     slot->dirty = 0;
     slot->epoll_mask = s->reading_paused ? 0 : EPOLLIN;
     struct epoll_event ev = {.events = slot->epoll_mask, .data.u64 = tag(TAG_CONN, index)};
@@ -293,7 +333,8 @@ static void accept_one(pykv_h2_server *s, int fd) {
     s->io_stats.connections_accepted++;
     s->io_stats.connections_open++;
     if (s->shutting_down) pykv_h2_conn_shutdown(slot->conn);
-    mark_dirty(s, index);  /* the server preface goes out at once */
+    keepalive_tick(s, slot, now_us());
+    mark_dirty(s, index);
 }
 
 static void accept_ready(pykv_h2_server *s, int listener) {
@@ -349,7 +390,11 @@ static void read_ready(pykv_h2_server *s, uint32_t index, int64_t now) {
         if (n > 0) {
             s->io_stats.bytes_in += (uint64_t)n;
             if (h2_conn_read_commit(slot->conn, (size_t)n) != PYKV_OK) {
-                s->io_stats.protocol_errors++;
+                if (h2_conn_is_http1(slot->conn)) {
+                    slot->handoff = 1;
+                } else {
+                    s->io_stats.protocol_errors++;
+                }
                 break;  /* a GOAWAY waits in the output; the conn closes once it is written */
             }
             if ((size_t)n < space) break;
@@ -362,7 +407,7 @@ static void read_ready(pykv_h2_server *s, uint32_t index, int64_t now) {
     mark_dirty(s, index);
 }
 
-enum { CONN_KEEP = 0, CONN_CLOSE = 1, CONN_LINGER = 2 };
+enum { CONN_KEEP = 0, CONN_CLOSE = 1, CONN_LINGER = 2, CONN_HANDOFF = 3 };
 
 /* Write what the connection has and keep EPOLLOUT in step. Returns what
  * the I/O thread must do next: CONN_CLOSE (the socket is gone or the peer
@@ -370,6 +415,7 @@ enum { CONN_KEEP = 0, CONN_CLOSE = 1, CONN_LINGER = 2 };
 static int write_out(pykv_h2_server *s, uint32_t index) {
     conn_slot *slot = &s->slots[index];
     if (slot->conn == NULL) return CONN_KEEP;
+    if (slot->handoff) return CONN_HANDOFF;  /* the I/O thread hands it over */
     if (slot->eof == EOF_BROKEN) return CONN_CLOSE;
     if (slot->lingering) return CONN_KEEP;
     h2_conn_flush(slot->conn);
@@ -414,6 +460,10 @@ static void start_linger(pykv_h2_server *s, uint32_t index) {
 static void service(pykv_h2_server *s, uint32_t index) {
     s->slots[index].dirty = 0;
     if (s->slots[index].conn == NULL) return;
+    if (s->slots[index].handoff) {
+        hand_over(s, index);
+        return;
+    }
     int next = write_out(s, index);
     if (next == CONN_CLOSE) {
         close_conn(s, index);
@@ -584,6 +634,9 @@ static void *io_thread(void *arg) {
             if (slot == NULL) continue;
             if (d.stream == LINGER_STREAM) {
                 if (slot->lingering) slot->eof = EOF_BROKEN;  /* waited long enough */
+            } else if (d.stream == KEEPALIVE_STREAM) {
+                if (slot->lingering || !deadline_live(slot, d)) continue;
+                keepalive_tick(s, slot, now);
             } else {
                 h2_conn_expire_stream(slot->conn, d.stream, now);
             }
@@ -848,9 +901,19 @@ int pykv_h2_server_stop(pykv_h2_server *s) {
     return PYKV_OK;
 }
 
+/* Sockets handed over in events Python never polled are still ours. */
+static void close_unpolled_handoffs(h2_sink *sink) {
+    for (size_t i = 0; i < sink->count; i++) {
+        if (sink->events[i].kind == PYKV_H2_EV_HTTP1) close((int)sink->events[i].timeout_us);
+    }
+    sink->count = 0;
+}
+
 void pykv_h2_server_free(pykv_h2_server *s) {
     if (s == NULL) return;
     pykv_h2_server_stop(s);
+    close_unpolled_handoffs(&s->staging);
+    close_unpolled_handoffs(&s->queued);
     for (uint32_t i = 0; i < s->slot_count; i++) {
         if (s->slots[i].conn) {
             close(s->slots[i].fd);
@@ -883,3 +946,46 @@ void pykv_h2_server_get_stats(pykv_h2_server *s, pykv_h2_stats *stats) {
     stats->polls = s->polls;
     pthread_mutex_unlock(&s->mu);
 }
+
+int pykv_h2_server_supported(void) { return 1; }
+
+#else /* not Linux */
+
+#include <stdio.h>
+
+int pykv_h2_server_supported(void) { return 0; }
+
+int pykv_h2_server_new(const pykv_h2_config *config, const char *paths, size_t paths_bytes,
+                       const uint8_t *kinds, size_t count, pykv_h2_server **out, char *err,
+                       size_t err_bytes) {
+    *out = NULL;
+    snprintf(err, err_bytes, "the native gRPC server needs Linux (epoll, eventfd)");
+    return PYKV_EINVAL;
+}
+
+int pykv_h2_server_listen(pykv_h2_server *server, const char *host, uint16_t *port, char *err,
+                          size_t err_bytes) {
+    return PYKV_EINVAL;
+}
+
+int pykv_h2_server_start(pykv_h2_server *server, char *err, size_t err_bytes) {
+    return PYKV_EINVAL;
+}
+
+int pykv_h2_server_event_fd(const pykv_h2_server *server) { return -1; }
+int pykv_h2_server_poll(pykv_h2_server *server, pykv_h2_events *batch) { return PYKV_EINVAL; }
+
+int pykv_h2_server_respond(pykv_h2_server *server, const pykv_h2_response *responses,
+                           size_t count, const uint8_t *data, size_t data_bytes) {
+    return PYKV_EINVAL;
+}
+
+int pykv_h2_server_shutdown(pykv_h2_server *server) { return PYKV_EINVAL; }
+int pykv_h2_server_stop(pykv_h2_server *server) { return PYKV_OK; }
+void pykv_h2_server_free(pykv_h2_server *server) {}
+
+void pykv_h2_server_get_stats(pykv_h2_server *server, pykv_h2_stats *stats) {
+    memset(stats, 0, sizeof(*stats));
+}
+
+#endif

@@ -34,8 +34,16 @@
  *               it; responses for it are dropped.
  *   DRAINED     the call asked for it (PYKV_H2_NOTIFY_DRAIN) and every
  *               message queued for it has left the call's send queue.
- *   CONN_ERROR  a connection was closed for a protocol error; the payload
- *               says why (for the log). stream is 0.
+ *   CONN_ERROR  a connection was closed for a protocol error (or a keepalive
+ *               ping went unanswered); the payload says why (for the log).
+ *               stream is 0.
+ *   HTTP1       a client spoke HTTP/1 instead of HTTP/2 (its first bytes are
+ *               a request line, e.g. "GET /health HTTP/1.1"): the server
+ *               hands the socket over and forgets it. timeout_us holds the
+ *               socket's file descriptor, which the caller now owns (serve
+ *               it or close it); the payload is what was read from it so
+ *               far. stream is 0. Descriptors of HTTP1 events never polled
+ *               are closed by pykv_h2_server_free.
  * A call is identified by (conn, stream); Python must answer every CALL
  * with a response carrying PYKV_H2_SEND_END unless a CANCEL came for it.
  *
@@ -62,6 +70,7 @@
 #define PYKV_H2_EV_CANCEL 4
 #define PYKV_H2_EV_DRAINED 5
 #define PYKV_H2_EV_CONN_ERROR 6
+#define PYKV_H2_EV_HTTP1 7
 
 #define PYKV_H2_SEND_MESSAGE 1
 #define PYKV_H2_SEND_END 2
@@ -152,12 +161,23 @@ typedef struct pykv_h2_config {
     uint64_t max_queued_bytes;       /* event payload not yet polled: reading pauses past it */
     uint64_t max_buffered_request_bytes; /* per connection, in unfinished request
                                           * messages; past it: RESOURCE_EXHAUSTED */
+    /* Keepalive as etcd configures grpc-go: a connection silent for
+     * keepalive_interval_us gets a PING, and is closed when nothing comes
+     * back within keepalive_timeout_us (0 interval: never). A client that
+     * pings more often than keepalive_min_time_us (two hours while it has no
+     * call open) more than twice in a row, without our HEADERS or DATA in
+     * between, gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings" (0: any rate). */
+    uint64_t keepalive_interval_us;
+    uint64_t keepalive_timeout_us;
+    uint64_t keepalive_min_time_us;
 } pykv_h2_config;
 
 /* The defaults: 4 MiB messages (grpc's default), 65536 streams per
  * connection, 4 MiB stream and 16 MiB connection windows, 64 KiB of request
  * headers, 65536 connections, 64 MiB of events waiting for Python, 64 MiB
- * of unfinished requests per connection. */
+ * of unfinished requests per connection; keepalive as etcd's defaults: a
+ * ping after 2 h of silence, 20 s to answer it, client pings at most every
+ * 5 s. */
 void pykv_h2_config_default(pykv_h2_config *config);
 
 /* --- one connection, sans I/O (the server's building block; tests) -------- */
@@ -175,11 +195,17 @@ void pykv_h2_conn_free(pykv_h2_conn *conn);
 
 /* Take bytes from the peer. PYKV_OK, or PYKV_ECLOSED once the connection is
  * finished (a GOAWAY for a protocol error, or the peer's preface was not
- * HTTP/2's): write the remaining output, then close the socket. */
+ * HTTP/2's): write the remaining output, then close the socket. When the
+ * peer spoke HTTP/1 instead (info.http1), there is no output: its bytes are
+ * in pykv_h2_conn_http1_input, for an HTTP/1 server to go on with. */
 int pykv_h2_conn_feed(pykv_h2_conn *conn, const uint8_t *data, size_t data_bytes);
+void pykv_h2_conn_http1_input(const pykv_h2_conn *conn, const uint8_t **data,
+                              size_t *data_bytes);
 
 /* The output waiting to be written: (*data, *data_bytes) stay valid until
- * the next call on the connection; consume what was written. */
+ * the next call on the connection; consume what was written. Nothing is
+ * offered before the client's preface has come (an HTTP/1 client must not
+ * get HTTP/2 frames). */
 void pykv_h2_conn_output(pykv_h2_conn *conn, const uint8_t **data, size_t *data_bytes);
 void pykv_h2_conn_consume(pykv_h2_conn *conn, size_t written);
 
@@ -202,6 +228,13 @@ void pykv_h2_conn_shutdown(pykv_h2_conn *conn);
 void pykv_h2_conn_set_time(pykv_h2_conn *conn, int64_t now_us);
 void pykv_h2_conn_expire(pykv_h2_conn *conn);
 
+/* Keepalive (pykv_h2_config's keepalive_*), at the connection's time: the
+ * first call starts the clock; call again at *next_us (0: never). It may
+ * queue a PING; PYKV_ECLOSED when our ping went unanswered for
+ * keepalive_timeout_us: close the socket (grpc-go sends no GOAWAY then).
+ * The server does this itself. */
+int pykv_h2_conn_tick(pykv_h2_conn *conn, int64_t *next_us);
+
 typedef struct pykv_h2_conn_info {
     uint32_t streams;            /* streams open */
     uint32_t last_stream_id;     /* highest client stream id seen */
@@ -214,6 +247,9 @@ typedef struct pykv_h2_conn_info {
     uint32_t closed;
     uint64_t queued_bytes;       /* DATA payload queued, waiting for window */
     uint64_t buffered_bytes;     /* request bytes held in unfinished messages */
+    uint32_t http1;              /* the peer spoke HTTP/1 */
+    uint32_t ping_strikes;       /* the client's too-early pings in a row */
+    uint32_t ping_outstanding;   /* our keepalive ping waits for an answer */
 } pykv_h2_conn_info;
 
 void pykv_h2_conn_get_info(const pykv_h2_conn *conn, pykv_h2_conn_info *info);
@@ -221,6 +257,10 @@ void pykv_h2_conn_get_info(const pykv_h2_conn *conn, pykv_h2_conn_info *info);
 /* --- the server -------------------------------------------------------------- */
 
 typedef struct pykv_h2_server pykv_h2_server;
+
+/* 1 where the server is built (Linux: it needs epoll and eventfd); elsewhere
+ * 0, and pykv_h2_server_new fails with PYKV_EINVAL saying so. */
+int pykv_h2_server_supported(void);
 
 typedef struct pykv_h2_stats {
     uint64_t connections_accepted;
@@ -235,6 +275,8 @@ typedef struct pykv_h2_stats {
     uint64_t bytes_out;
     uint64_t read_pauses;          /* times reading paused for max_queued_bytes */
     uint64_t wakeups;              /* I/O thread loop iterations */
+    uint64_t http1_handoffs;       /* connections handed over as HTTP/1 */
+    uint64_t keepalive_closes;     /* connections closed for an unanswered ping */
 } pykv_h2_stats;
 
 int pykv_h2_server_new(const pykv_h2_config *config, const char *paths, size_t paths_bytes,

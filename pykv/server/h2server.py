@@ -20,6 +20,14 @@ Streaming responses are sent as the handler yields them; a stream with more
 than ``STREAM_BUDGET_BYTES`` not yet sent waits for the client's window
 before the handler is resumed, so a slow client cannot make the server
 buffer a whole snapshot.
+
+A client whose first bytes are an HTTP/1 request line instead of HTTP/2's
+preface (curl, etcd3gw, a load balancer's health probe) is handed over with
+its socket to the ``http1`` callback (``pykv.server.http1.Http1Server
+.accept``), as etcd's cmux does on its client port.
+
+The server needs Linux (epoll, eventfd); ``supported()`` says whether this
+build has it.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
+import socket
 import struct
 import urllib.parse
 from collections.abc import Callable
@@ -55,6 +65,7 @@ _EV_HALF_CLOSE = lib.PYKV_H2_EV_HALF_CLOSE
 _EV_CANCEL = lib.PYKV_H2_EV_CANCEL
 _EV_DRAINED = lib.PYKV_H2_EV_DRAINED
 _EV_CONN_ERROR = lib.PYKV_H2_EV_CONN_ERROR
+_EV_HTTP1 = lib.PYKV_H2_EV_HTTP1
 _SEND_MESSAGE = lib.PYKV_H2_SEND_MESSAGE
 _SEND_END = lib.PYKV_H2_SEND_END
 _MESSAGE_END = _SEND_MESSAGE | _SEND_END
@@ -70,6 +81,11 @@ _ERROR_BYTES = lib.PYKV_H2_ERROR_BYTES
 #: Bytes of streamed responses a call may have waiting for the client's
 #: window before its handler waits too.
 STREAM_BUDGET_BYTES = 4 << 20
+
+
+def supported() -> bool:
+    """Whether this build has the native server (Linux only)."""
+    return bool(lib.pykv_h2_server_supported())
 
 
 def status_of(exc: BaseException) -> tuple[int, str]:
@@ -159,10 +175,14 @@ class NativeServer:
     then cancels the rest). Runs on the event loop that calls ``start``.
     """
 
-    def __init__(self, methods: list, *, max_receive_bytes: int = 4 << 20, **limits: int):
+    def __init__(self, methods: list, *, max_receive_bytes: int = 4 << 20,
+                 http1: Callable[[socket.socket, bytes], None] | None = None, **limits: int):
         """``limits``: other fields of ``pykv_h2_config`` (csrc/pykv_h2.h), e.g.
-        ``max_connections`` or ``max_queued_bytes``."""
+        ``max_connections``, ``max_queued_bytes`` or ``keepalive_interval_us``.
+        ``http1(sock, first_bytes)`` takes over HTTP/1 clients (called on the
+        event loop; it owns the socket); without it they are disconnected."""
         self._methods = list(methods)
+        self._http1 = http1
         config = ffi.new("pykv_h2_config *")
         lib.pykv_h2_config_default(config)
         config.max_receive_bytes = max_receive_bytes
@@ -284,6 +304,24 @@ class NativeServer:
             elif kind == _EV_CONN_ERROR:
                 log.debug("client connection closed for a protocol error",
                           extra={"fields": {"error": data.decode(errors="replace")}})
+            elif kind == _EV_HTTP1:
+                self._hand_over(timeout_us, data)
+
+    def _hand_over(self, fd: int, first_bytes: bytes) -> None:
+        """An HTTP/1 client: its socket is ours now (an HTTP1 event)."""
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            return
+        if self._http1 is None or self._stopping:
+            sock.close()
+            return
+        try:
+            self._http1(sock, first_bytes)
+        except Exception:  # noqa: BLE001 - one connection, not the batch
+            log.exception("HTTP/1 connection could not be taken over")
+            sock.close()
 
     def _start_call(self, key: int, conn: int, stream: int, index: int, data: bytes,
                     metadata: bytes, timeout_us: int) -> None:
@@ -434,7 +472,7 @@ def split_client_urls(urls: list[str], choice: str) -> tuple[list[str], list[str
     """(URLs the native server answers, URLs left to grpcio): with
     ``--grpc-server native`` every plaintext http URL is native; TLS and
     unix URLs always stay with grpcio."""
-    if choice != "native":
+    if choice != "native" or not supported():
         return [], list(urls)
     native = [u for u in urls if urllib.parse.urlparse(u).scheme == "http"]
     return native, [u for u in urls if u not in native]

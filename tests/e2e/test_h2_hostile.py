@@ -136,7 +136,8 @@ def test_half_sent_prefaces_and_idle_connections_do_not_block_others(server):
     still_serving(server)
 
 
-def test_not_http2_at_all(server):
-    frames = exchange(server.client_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+def test_neither_http2_nor_http1_gets_goaway(server):
+    tls_hello = b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(32)
+    frames = exchange(server.client_port, tls_hello)
     assert isinstance(frames[-1], GoAwayFrame) and frames[-1].error_code == 1
     still_serving(server)

@@ -58,7 +58,8 @@ KINDS = {"unary": lib.PYKV_H2_UNARY, "unary_stream": lib.PYKV_H2_UNARY_STREAM,
          "stream_stream": lib.PYKV_H2_STREAM_STREAM}
 EVENT_NAMES = {lib.PYKV_H2_EV_CALL: "call", lib.PYKV_H2_EV_MESSAGE: "message",
                lib.PYKV_H2_EV_HALF_CLOSE: "half_close", lib.PYKV_H2_EV_CANCEL: "cancel",
-               lib.PYKV_H2_EV_DRAINED: "drained", lib.PYKV_H2_EV_CONN_ERROR: "conn_error"}
+               lib.PYKV_H2_EV_DRAINED: "drained", lib.PYKV_H2_EV_CONN_ERROR: "conn_error",
+               lib.PYKV_H2_EV_HTTP1: "http1"}
 SEND_MESSAGE = lib.PYKV_H2_SEND_MESSAGE
 SEND_END = lib.PYKV_H2_SEND_END
 NOTIFY_DRAIN = lib.PYKV_H2_NOTIFY_DRAIN
@@ -166,6 +167,19 @@ class Conn:
 
     def set_time(self, now_us: int) -> None:
         lib.pykv_h2_conn_set_time(self._h, now_us)
+
+    def http1_input(self) -> bytes:
+        lib.pykv_h2_conn_http1_input(self._h, self._data, self._len)
+        return ffi.buffer(self._data[0], self._len[0])[:]
+
+    def tick(self, now_us: int) -> tuple[int, int]:
+        """The keepalive tick at now_us: (rc, the time of the next one)."""
+        lib.pykv_h2_conn_set_time(self._h, now_us)
+        next_us = ffi.new("int64_t *")
+        rc = lib.pykv_h2_conn_tick(self._h, next_us)
+        if rc == lib.PYKV_ECLOSED:
+            self.closed = True
+        return rc, next_us[0]
 
     def info(self):
         info = ffi.new("pykv_h2_conn_info *")

@@ -14,6 +14,7 @@ from hyperframe.frame import (ContinuationFrame, DataFrame, GoAwayFrame, Headers
 
 from tests.h2c.client import (PREFACE, Client, grpc_message, parse_frames, raw_frame,
                              request_headers)
+from pykv._binding import lib
 from tests.h2c.native import NOTIFY_DRAIN, SEND_END, SEND_MESSAGE, Conn
 
 METHODS = [("/etcdserverpb.KV/Put", "unary"), ("/etcdserverpb.KV/Range", "unary"),
@@ -312,6 +313,10 @@ def test_padded_data_counts_against_the_window(conn, client):
 
 def test_server_preface_announces_settings_and_a_large_connection_window():
     conn = Conn(METHODS, max_concurrent_streams=100, stream_window_bytes=1 << 20)
+    assert conn.output() == b""  # nothing before the client's preface (HTTP/1 may come)
+    conn.feed(PREFACE[:10])
+    assert conn.output() == b""
+    conn.feed(PREFACE[10:])
     settings, window = parse_frames(conn.output())
     assert isinstance(settings, SettingsFrame)
     assert settings.settings[SettingsFrame.MAX_CONCURRENT_STREAMS] == 100
@@ -320,9 +325,9 @@ def test_server_preface_announces_settings_and_a_large_connection_window():
 
 
 def test_ping_and_settings_are_acknowledged(conn):
+    conn.feed(PREFACE)
     conn.output()
-    conn.feed(PREFACE + raw_frame(4, 0, 0, struct.pack(">HI", 5, 32768))
-              + raw_frame(6, 0, 0, b"12345678"))
+    conn.feed(raw_frame(4, 0, 0, struct.pack(">HI", 5, 32768)) + raw_frame(6, 0, 0, b"12345678"))
     ack, pong = parse_frames(conn.output())
     assert isinstance(ack, SettingsFrame) and "ACK" in ack.flags
     assert isinstance(pong, PingFrame) and "ACK" in pong.flags and pong.opaque_data == b"12345678"
@@ -433,9 +438,37 @@ def test_continuation_flood_is_refused():
 def test_not_http2_is_refused():
     conn = Conn(METHODS)
     conn.output()
-    assert conn.feed(b"GET / HTTP/1.1\r\n\r\n") != 0
-    [goaway] = parse_frames(conn.output())
-    assert isinstance(goaway, GoAwayFrame) and goaway.error_code == PROTOCOL
+    assert conn.feed(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03") != 0  # a TLS hello
+    frames = parse_frames(conn.output())
+    assert isinstance(frames[-1], GoAwayFrame) and frames[-1].error_code == PROTOCOL
+    assert not conn.info().http1
+
+
+@pytest.mark.parametrize("pieces", [
+    [b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"],
+    [b"P", b"OST /v3/kv/put HTTP/1.1\r\n"],   # "P" could still be HTTP/2's "PRI"
+    [b"PRI", b" * HTTP/1.1\r\n"],
+    [b"DELE", b"TE /x HTTP/1.0\r\n"],
+])
+def test_an_http1_request_line_is_handed_over_with_every_byte(pieces):
+    conn = Conn(METHODS)
+    for piece in pieces[:-1]:
+        assert conn.feed(piece) == 0
+        assert conn.output() == b"" and not conn.info().http1
+    assert conn.feed(pieces[-1]) == lib.PYKV_ECLOSED
+    assert conn.info().http1
+    assert conn.output() == b""  # no HTTP/2 frame reaches an HTTP/1 client
+    assert conn.http1_input() == b"".join(pieces)
+    assert conn.events() == []
+
+
+@pytest.mark.parametrize("start", [b"GET\r\n", b"get / HTTP/1.1\r\n", b"ABCDEFGHIJKLMNOPQ /",
+                                   b" GET /"])
+def test_what_is_neither_http2_nor_a_request_line_gets_goaway(start):
+    conn = Conn(METHODS)
+    assert conn.feed(start) == lib.PYKV_ECLOSED
+    assert not conn.info().http1
+    assert isinstance(parse_frames(conn.output())[-1], GoAwayFrame)
 
 
 def test_connection_error_cancels_the_calls_python_has():

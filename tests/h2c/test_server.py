@@ -313,6 +313,7 @@ def test_connections_over_the_limit_are_closed_at_once(service):
     try:
         for _ in range(2):
             sockets.append(socket.create_connection(("127.0.0.1", running.port), timeout=10))
+            sockets[-1].sendall(PREFACE)
             assert sockets[-1].recv(9)  # the server preface: accepted
         extra = socket.create_connection(("127.0.0.1", running.port), timeout=10)
         assert extra.recv(9) == b""  # closed without a word
@@ -321,4 +322,78 @@ def test_connections_over_the_limit_are_closed_at_once(service):
     finally:
         for sock in sockets:
             sock.close()
+        running.stop()
+
+
+def test_an_http1_client_is_handed_over_with_its_socket_and_first_bytes(service):
+    handed: list = []
+    got = threading.Event()
+
+    def http1(sock, first):
+        handed.append(first)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+        sock.close()
+        got.set()
+
+    running = ServerThread(methods(service), http1=http1)
+    try:
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = b""
+            while chunk := sock.recv(1024):
+                reply += chunk
+        assert reply == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"  # no HTTP/2 byte
+        assert got.wait(10) and handed == [b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"]
+        stats = running.stats()
+        assert stats["http1_handoffs"] == 1 and stats["connections_open"] == 0
+        assert unary(grpc.insecure_channel(running.address), "Echo")(b"x", timeout=10) == b"x"
+    finally:
+        running.stop()
+
+
+def test_without_an_http1_taker_the_client_is_disconnected(service):
+    running = ServerThread(methods(service))
+    try:
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\n\r\n")
+            assert sock.recv(1024) == b""
+    finally:
+        running.stop()
+
+
+def test_a_client_that_never_answers_pings_is_closed_after_interval_and_timeout(service):
+    running = ServerThread(methods(service), keepalive_interval_us=200_000,
+                           keepalive_timeout_us=200_000)
+    try:
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+            sock.sendall(PREFACE + raw_frame(4, 0, 0))
+            started = time.monotonic()
+            received = b""
+            while chunk := sock.recv(65536):  # never answering the server's PING
+                received += chunk
+            waited = time.monotonic() - started
+        pings = [f for f in parse_frames(received) if type(f).__name__ == "PingFrame"
+                 and "ACK" not in f.flags]
+        assert pings and waited >= 0.35
+        assert running.stats()["keepalive_closes"] == 1
+    finally:
+        running.stop()
+
+
+def test_grpc_clients_with_keepalive_pings_are_told_to_calm_down(service):
+    """A client pinging every 100 ms against min time 5 s (etcd's default)
+    gets GOAWAY ENHANCE_YOUR_CALM, as grpc-go's server would send it."""
+    running = ServerThread(methods(service))
+    try:
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+            sock.sendall(PREFACE + raw_frame(4, 0, 0))
+            for i in range(4):
+                sock.sendall(raw_frame(6, 0, 0, b"%08d" % i))
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+        goaway = parse_frames(received)[-1]
+        assert type(goaway).__name__ == "GoAwayFrame" and goaway.error_code == 11
+        assert goaway.additional_data == b"too_many_pings"
+    finally:
         running.stop()
