@@ -1,10 +1,15 @@
-"""Plain HTTP beside gRPC: /health, /version and /metrics, as etcd serves them
-(on ``--listen-metrics-urls``; etcd also multiplexes them on the client port,
-which grpcio's server cannot share).
+"""Plain HTTP beside gRPC, as etcd serves it: /health, /livez, /readyz,
+/version and /metrics, on the client port (HTTP/1 connections the native
+gRPC server hands over, beside the JSON gateway) and on
+``--listen-metrics-urls``.
 
 - ``GET /health``: ``{"health":"true","reason":""}``, or 503 with
-  ``"false"`` and etcd's reasons (``RAFT NO LEADER``, ``ALARM NOSPACE``);
-  ``?exclude=NOSPACE`` ignores that alarm, as etcd's does.
+  ``"false"`` and etcd's reasons (``ALARM NOSPACE``, ``ALARM CORRUPT``,
+  ``RAFT NO LEADER``, ``RANGE ERROR:...``). As etcd 3.5 does it: the alarms
+  (``?exclude=NOSPACE`` ignores one), a leader (not asked with
+  ``?serializable=true``), then a one-key Range through the KV service.
+- ``GET /livez``: the alarms but NOSPACE, and a Range; ``GET /readyz``: the
+  alarms and a Range (etcd 3.5.11+).
 - ``GET /version``: ``{"etcdserver":"3.5.0","etcdcluster":"3.5.0"}`` (clients
   such as etcd3gw pick their API prefix from it).
 - ``GET /metrics``: Prometheus text with etcd's metric names for what pykv
@@ -16,25 +21,38 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import urllib.parse
+from collections.abc import Awaitable, Callable
 
+from pykv.api.etcdserverpb import rpc_pb2
 from pykv.mvcc import types as mvcc_types
+from pykv.server.h2server import CallContext
+from pykv.server.http1 import Http1Server, Limits, Request, Response, text_response
 from pykv.server.v3rpc.maintenance import ETCD_API_VERSION
 
 log = logging.getLogger("pykv.server.http")
 
-MAX_REQUEST_LINE = 8192
+HEALTH_PATHS = ("/health", "/livez", "/readyz")
+RANGE_METHOD = "/etcdserverpb.KV/Range"
+#: etcd's ReqTimeout: 5 s plus two election timeouts (of 1 s by default).
+HEALTH_TIMEOUT_S = 7.0
+_ALARM_NAMES = {mvcc_types.ALARM_NOSPACE: "NOSPACE", mvcc_types.ALARM_CORRUPT: "CORRUPT"}
+
+
+def check_alarms(core, excluded: set[str]) -> dict | None:
+    for alarm in core.store.alarms():
+        name = _ALARM_NAMES.get(alarm.alarm, "UNKNOWN")
+        if name not in excluded:
+            return {"health": "false", "reason": f"ALARM {name}"}
+    return None
 
 
 def health(core, query: dict[str, list[str]]) -> tuple[int, dict]:
-    excluded = set(query.get("exclude", []))
-    if not core.leader_id:
+    """The checks that need no request: alarms, then the leader."""
+    unhealthy = check_alarms(core, set(query.get("exclude", [])))
+    if unhealthy:
+        return 503, unhealthy
+    if query.get("serializable", [""])[-1] != "true" and not core.leader_id:
         return 503, {"health": "false", "reason": "RAFT NO LEADER"}
-    for alarm in core.store.alarms():
-        name = {mvcc_types.ALARM_NOSPACE: "NOSPACE",
-                mvcc_types.ALARM_CORRUPT: "CORRUPT"}.get(alarm.alarm, "NONE")
-        if name not in excluded:
-            return 503, {"health": "false", "reason": f"ALARM {name}"}
     return 200, {"health": "true", "reason": ""}
 
 
@@ -73,6 +91,13 @@ def metrics(core) -> str:
            "The current revision of store.", store.revision)
     metric("etcd_debugging_mvcc_compact_revision", "gauge",
            "The revision of the last compaction in store.", store.compact_revision)
+    hub = getattr(store, "hub", None)
+    if hub is not None:
+        slow = hub.unsynced_count
+        metric("etcd_debugging_mvcc_watcher_total", "gauge", "Total number of watchers.",
+               hub.synced_count + slow)
+        metric("etcd_debugging_mvcc_slow_watcher_total", "gauge",
+               "Total number of unsynced slow watchers.", slow)
     lines.append("# HELP etcd_disk_wal_fsync_duration_seconds The latency distributions of "
                  "fsync called by WAL.")
     lines.append("# TYPE etcd_disk_wal_fsync_duration_seconds summary")
@@ -87,54 +112,100 @@ def metrics(core) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def _handle(core, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        line = await asyncio.wait_for(reader.readline(), 10)
-        if not line or len(line) > MAX_REQUEST_LINE:
-            return
-        while (await asyncio.wait_for(reader.readline(), 10)) not in (b"\r\n", b"\n", b""):
-            pass  # headers: none matter here
-        parts = line.decode("latin-1").split()
-        method, target = (parts + ["", ""])[:2]
-        url = urllib.parse.urlsplit(target)
-        query = urllib.parse.parse_qs(url.query)
-        content_type = "application/json"
-        if method not in ("GET", "HEAD"):
-            status, body = 405, json.dumps({"message": "Method Not Allowed"})
-        elif url.path == "/health":
-            status, payload = health(core, query)
-            body = json.dumps(payload, separators=(",", ":"))
-        elif url.path == "/version":
-            status, body = 200, json.dumps({"etcdserver": ETCD_API_VERSION,
-                                            "etcdcluster": ETCD_API_VERSION},
-                                           separators=(",", ":"))
-        elif url.path == "/metrics":
-            status, body = 200, metrics(core)
-            content_type = "text/plain; version=0.0.4"
-        else:
-            status, body = 404, "404 page not found\n"
-            content_type = "text/plain; charset=utf-8"
-        data = body.encode()
-        reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed",
-                  503: "Service Unavailable"}[status]
-        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
-                     f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode())
-        if method != "HEAD":
-            writer.write(data)
-        await writer.drain()
-    except (asyncio.TimeoutError, ConnectionError):
-        pass
-    except Exception:
-        log.exception("HTTP request failed")
-    finally:
-        writer.close()
+class Endpoints:
+    """The plain endpoints of one server. ``methods`` (the gRPC ones) give
+    the health checks their Range; without a Range method the checks stop
+    at alarms and leader."""
+
+    def __init__(self, core, methods: list | None = None,
+                 health_timeout_s: float = HEALTH_TIMEOUT_S):
+        self.core = core
+        self.range_method = next((m for m in methods or [] if m.path == RANGE_METHOD), None)
+        self.health_timeout_s = health_timeout_s
+
+    async def handle(self, request: Request) -> Response | None:
+        path = request.path
+        if path in HEALTH_PATHS:
+            if request.method != "GET":
+                return text_response(405, "Method Not Allowed", headers=[("Allow", "GET")])
+            return await self._health(path, request.query)
+        if path == "/version":
+            if request.method not in ("GET", "HEAD"):
+                return text_response(405, "Method Not Allowed", headers=[("Allow", "GET")])
+            body = json.dumps({"etcdserver": ETCD_API_VERSION, "etcdcluster": ETCD_API_VERSION},
+                              separators=(",", ":"))
+            return Response(200, body.encode(), "application/json")
+        if path == "/metrics":
+            if request.method not in ("GET", "HEAD"):
+                return text_response(405, "Method Not Allowed", headers=[("Allow", "GET")])
+            return Response(200, metrics(self.core).encode(),
+                            "text/plain; version=0.0.4; charset=utf-8")
+        return None
+
+    async def _health(self, path: str, query: dict[str, list[str]]) -> Response:
+        excluded = set(query.get("exclude", []))
+        serializable = query.get("serializable", [""])[-1] == "true"
+        if path == "/livez":
+            excluded.add("NOSPACE")  # a full store is still alive
+        verdict = check_alarms(self.core, excluded)
+        if verdict is None and path == "/health" and not serializable and not self.core.leader_id:
+            verdict = {"health": "false", "reason": "RAFT NO LEADER"}
+        if verdict is None:
+            verdict = await self._check_range(serializable)
+        body = json.dumps(verdict, separators=(",", ":"))
+        if verdict["health"] != "true":
+            return text_response(503, body)
+        return Response(200, body.encode())
+
+    async def _check_range(self, serializable: bool) -> dict:
+        """etcd's checkAPI: a one-key Range must answer in time."""
+        method = self.range_method
+        if method is None:
+            return {"health": "true", "reason": ""}
+        raw = rpc_pb2.RangeRequest(key=b"health", keys_only=True, limit=1,
+                                   serializable=serializable).SerializeToString()
+        argument = raw if method.deserialize is None else method.deserialize(raw)
+        try:
+            await asyncio.wait_for(method.fn(argument, CallContext(b"", None)),
+                                   self.health_timeout_s)
+        except asyncio.TimeoutError:
+            return {"health": "false", "reason": "RANGE ERROR:context deadline exceeded"}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure is the verdict
+            reason = getattr(exc, "message", None) or str(exc)
+            return {"health": "false", "reason": f"RANGE ERROR:{reason}"}
+        return {"health": "true", "reason": ""}
 
 
-async def start(core, urls: list[str]) -> list[asyncio.AbstractServer]:
-    servers = []
-    for url in urls:
-        parsed = urllib.parse.urlparse(url)
-        servers.append(await asyncio.start_server(
-            lambda r, w: _handle(core, r, w), parsed.hostname or "localhost", parsed.port,
-            reuse_port=True))
-    return servers
+Route = Callable[[Request], Awaitable[Response | None]]
+
+
+def router(*routes: Route) -> Callable[[Request], Awaitable[Response]]:
+    """A handler that asks each route in turn; Go's 404 when none answers."""
+
+    async def handle(request: Request) -> Response:
+        for route in routes:
+            response = await route(request)
+            if response is not None:
+                return response
+        return text_response(404, "404 page not found")
+
+    return handle
+
+
+def client_port_server(core, methods: list, gateway=None,
+                       limits: Limits | None = None) -> Http1Server:
+    """What HTTP/1 clients of the client port get: the plain endpoints and,
+    when given, the JSON gateway."""
+    routes: list[Route] = [Endpoints(core, methods).handle]
+    if gateway is not None:
+        routes.append(gateway.handle)
+    return Http1Server(router(*routes), limits)
+
+
+async def start(core, urls: list[str], methods: list | None = None) -> Http1Server:
+    """Serve the plain endpoints on ``--listen-metrics-urls``."""
+    server = Http1Server(router(Endpoints(core, methods).handle))
+    await server.start_listeners(urls)
+    return server

@@ -59,6 +59,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keepalive_limits(config: config_mod.ServerConfig) -> dict[str, int]:
+    return {"keepalive_interval_us": int(config.grpc_keepalive_interval_s * 1e6),
+            "keepalive_timeout_us": int(config.grpc_keepalive_timeout_s * 1e6),
+            "keepalive_min_time_us": int(config.grpc_keepalive_min_time_s * 1e6)}
+
+
+def _client_port_http(config: config_mod.ServerConfig, core, methods):
+    """The HTTP/1 side of the client port: /health and the like, and the
+    JSON gateway unless --enable-grpc-gateway=false."""
+    from pykv.server import http
+    from pykv.server.gateway import Gateway
+    from pykv.server.http1 import Limits
+
+    # A JSON body holds the request in base64 (4/3) plus names and quotes.
+    body_bytes = 2 * config.grpc_max_receive_bytes
+    gateway = None
+    if config.enable_grpc_gateway:
+        gateway = Gateway(methods, cors=config.cors, max_message_bytes=body_bytes)
+    return http.client_port_server(core, methods, gateway, Limits(body_bytes=body_bytes))
+
+
 async def serve(config: config_mod.ServerConfig) -> None:
     from pykv.server.core import Core
     from pykv.server import grpc_server
@@ -71,6 +92,8 @@ async def serve(config: config_mod.ServerConfig) -> None:
     server = None
     native = None
     pool = None
+    client_http = None
+    metrics_http = None
     try:
         methods, _ = build_methods(config, core)
         if config.frontends:
@@ -81,11 +104,16 @@ async def serve(config: config_mod.ServerConfig) -> None:
         else:
             from pykv.server import h2server
 
+            if config.grpc_server == "native" and not h2server.supported():
+                log.warning("the native gRPC server needs Linux (epoll); serving gRPC with "
+                            "grpcio, without HTTP/1 on the client port")
             native_urls, grpcio_urls = h2server.split_client_urls(
                 config.listen_client_urls, config.grpc_server)
             if native_urls:
+                client_http = _client_port_http(config, core, methods)
                 native = h2server.NativeServer(
-                    methods, max_receive_bytes=config.grpc_max_receive_bytes)
+                    methods, max_receive_bytes=config.grpc_max_receive_bytes,
+                    http1=client_http.accept, **_keepalive_limits(config))
                 for url in native_urls:
                     native.add_url(url)
                 await native.start()
@@ -94,11 +122,10 @@ async def serve(config: config_mod.ServerConfig) -> None:
                     dataclasses.replace(config, listen_client_urls=grpcio_urls),
                     grpc_handlers(methods))
                 await server.start()
-        http_servers = []
         if config.listen_metrics_urls:
             from pykv.server import http
 
-            http_servers = await http.start(core, config.listen_metrics_urls)
+            metrics_http = await http.start(core, config.listen_metrics_urls, methods)
         log.info("ready to serve client requests", extra=log_mod.fields(
             urls=config.listen_client_urls, member_id=f"{core.member_id:x}",
             frontends=config.frontends, grpc_server=config.grpc_server))
@@ -107,13 +134,15 @@ async def serve(config: config_mod.ServerConfig) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("received a stop signal, shutting down")
-        for http_server in http_servers:
-            http_server.close()
     finally:
+        if metrics_http is not None:
+            await metrics_http.close()
         if pool is not None:
             await pool.stop()
         if native is not None:
             await native.stop(SHUTDOWN_GRACE_S)
+        if client_http is not None:
+            await client_http.close()
         if server is not None:
             await server.stop(SHUTDOWN_GRACE_S)
         core.stop()
