@@ -53,6 +53,7 @@ class Limits:
     idle_timeout_s: float = 300.0        # between requests on a kept-alive connection
     body_timeout_s: float = 60.0         # between two pieces of a request body
     connections: int = 4096              # open HTTP/1 connections (more are closed)
+    half_closed_grace_s: float = 1.0     # a request whose client closed: cancelled after this
 
 
 class HttpError(Exception):
@@ -447,7 +448,8 @@ class Http1Server:
         request = Request(method, target, version, headers, body, url.path,
                           urllib.parse.parse_qs(url.query))
         try:
-            response = await self.handler(request)
+            response = await self._unless_client_leaves(self.handler(request), inp, body,
+                                                        self.limits.half_closed_grace_s)
         except HttpError as error:
             response = text_response(error.status, error.text)
             keep_alive = False  # the body may be half read
@@ -522,28 +524,50 @@ class Http1Server:
                 if aclose is not None:
                     await aclose()
 
-        async def watch_client() -> None:
-            if body is not None:
-                await body.done.wait()  # the request body is read by the producer first
-            while inp is not None and len(inp.buf) <= self.limits.head_bytes:
-                if not await inp.fill(None):
-                    return
-            raise ClientGone("too much pipelined data during a streamed response")
-
-        producer = asyncio.ensure_future(pump())
-        watcher = asyncio.ensure_future(watch_client())
         try:
-            done, _ = await asyncio.wait({producer, watcher},
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (producer, watcher):
+            await self._unless_client_leaves(pump(), inp, body)
+        except (ConnectionError, ClientGone):
+            return False
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the producer's bug ends this response only
+            log.exception("streamed HTTP response failed")
+            return False
+        return inp is None or not inp.eof
+
+    async def _unless_client_leaves(self, coro, inp: _Input | None, body: Body | None,
+                                    grace_s: float = 0.0):
+        """Await ``coro``, but when the client closes its connection first,
+        cancel it (after ``grace_s``: a client that only half-closed may
+        still read an answer) and raise ClientGone: a watch must not outlive
+        its client, nor a slow read be done for nobody. Once the request
+        body is read, the connection is read meanwhile; bytes that come (a
+        pipelined request) are kept for later."""
+        task = asyncio.ensure_future(coro)
+        if inp is None:
+            return await task
+        watcher = asyncio.ensure_future(self._client_left(inp, body))
+        try:
+            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done() and watcher.result():  # the client left
+                await asyncio.wait({task}, timeout=grace_s)
                 if not task.done():
                     task.cancel()
-            await asyncio.gather(producer, watcher, return_exceptions=True)
-        if producer in done and producer.exception() is None:
-            return inp is None or not inp.eof
-        if producer in done and isinstance(producer.exception(), (ConnectionError, ClientGone)):
-            return False
-        if producer in done:
-            log.error("streamed HTTP response failed", exc_info=producer.exception())
+                    await asyncio.gather(task, return_exceptions=True)
+                    raise ClientGone("the client went away")
+            return await task  # (a full buffer: no telling, so the call goes on)
+        finally:
+            for pending in (task, watcher):
+                if not pending.done():
+                    pending.cancel()
+            await asyncio.gather(task, watcher, return_exceptions=True)
+
+    async def _client_left(self, inp: _Input, body: Body | None) -> bool:
+        """True once the client closes; False when it sends more than a
+        request head's worth meanwhile (then there is no telling)."""
+        if body is not None:
+            await body.done.wait()  # the handler reads the body first
+        while len(inp.buf) <= self.limits.head_bytes:
+            if not await inp.fill(None):
+                return True
         return False

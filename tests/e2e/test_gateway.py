@@ -338,6 +338,24 @@ def test_watch_streams_events_and_stops_when_the_client_goes(server):
     assert grpc_put(server, b"/wgw/2", b"c") > 0
 
 
+def test_a_stream_waiting_for_its_first_message_ends_when_the_client_goes(server):
+    """Observe on an election nobody leads sends nothing (as in etcd) while
+    it watches; a client that gives up must not leave the watch behind."""
+    before = watchers(server)
+    body = json.dumps({"name": b64("nobody-leads")}).encode()
+    sock = socket.create_connection(("127.0.0.1", server.client_port), timeout=20)
+    sock.sendall(b"POST /v3/election/observe HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                 b"\r\n%s" % (len(body), body))
+    deadline = time.monotonic() + 20
+    while watchers(server) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert watchers(server) == before + 1
+    sock.close()
+    while watchers(server) != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert watchers(server) == before
+
+
 def test_lease_keepalive_answers_each_request_then_the_connection_is_reused(server):
     client = Http(server)
     _, lease = client.post("/v3/lease/grant", {"TTL": 40})
