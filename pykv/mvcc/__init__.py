@@ -65,12 +65,22 @@ Watches (``store.hub``)::
     store.hub.sync()      # catch up watchers that are behind; or hub.start()
     store.hub.progress(w) / progress_revision(watchers)
 
-Durability, space, compaction, snapshots::
+Durability, space, compaction, snapshots. Three modes (``Store.open``); a
+process crash loses no commit in any of them, they differ on power loss::
 
-    Store.open(path, sync=True)         # default: each commit fdatasyncs its data pages and
-                                        # a power loss undoes at most the last batch;
-                                        # sync=False is unsafe across power loss
-    store.checkpoint()                  # fsync, meta page included (before releasing WAL)
+    Store.open(path)                    # durability="checkpoint" (default): commits are
+                                        # not fsynced; every checkpoint_interval_s (0.1 s),
+                                        # on checkpoint() and on close the file is synced and
+                                        # its state recorded in <path>-checkpoint, its pages
+                                        # pinned; after a power loss the store reopens at the
+                                        # last checkpoint, whole, and the caller replays its
+                                        # log after applied_index (pykv.mvcc.checkpoint)
+    Store.open(path, durability="commit")   # or sync=True: one fdatasync per commit; a
+                                        # power loss undoes at most the last batch
+    Store.open(path, durability="none")     # or sync=False: never synced but by checkpoint();
+                                        # unsafe across power loss (--unsafe-no-fsync)
+    store.checkpoint() -> int           # durable now: the applied index the store reopens at
+                                        # (or after) whatever happens; release log up to it
     store.defragment() -> (bytes_before, bytes_after)   # etcd's Defragment: compacting copy
     store.quota_exceeded(extra) / size_bytes / size_in_use_bytes
     store.compact_step(); store.compact_pending; store.wait_compacted(rev)
@@ -107,7 +117,13 @@ from pykv.mvcc.requests import (
     check_range,
     check_txn,
 )
-from pykv.mvcc.store import Store
+from pykv.mvcc.store import (
+    DURABILITY_CHECKPOINT,
+    DURABILITY_COMMIT,
+    DURABILITY_MODES,
+    DURABILITY_NONE,
+    Store,
+)
 from pykv.mvcc.types import (
     AlarmMember,
     CompactResult,
@@ -128,6 +144,7 @@ from pykv.mvcc.watch import WatchHub, Watcher, WatchResponse
 from pykv.mvcc.write import WriteBatch
 
 __all__ = [
+    "DURABILITY_CHECKPOINT", "DURABILITY_COMMIT", "DURABILITY_MODES", "DURABILITY_NONE",
     "AlarmMember", "Compare", "CompactResult", "CompactionRequest", "DeleteRangeRequest",
     "DeleteRangeResult", "Event", "HashKVResult", "HashResult", "KeyValue", "LeaseGrantResult",
     "LeaseRevokeResult", "LeaseTimeToLive", "Lessor", "PutRequest", "PutResult",

@@ -64,11 +64,11 @@ def compact_copy(env: lmdb.Environment, path: str) -> str:
         finally:
             os.close(fd)
     except (OSError, lmdb.Error) as exc:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise errors.StorageError(f"compacting copy of {path} into {tmp} failed: {exc}"
                                   ) from exc
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
     return tmp
 
@@ -80,7 +80,7 @@ def swap_in(tmp: str, path: str) -> None:
     try:
         os.replace(tmp, path)
     except OSError as exc:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise errors.StorageError(f"cannot rename {tmp} over {path}: {exc}") from exc
     try:
         os.unlink(path + LOCK_SUFFIX)
@@ -122,7 +122,7 @@ def fsync_dir(directory: str) -> None:
         raise errors.FatalSyncError(f"fsync of the directory {directory} failed: {exc}") from exc
 
 
-def _unlink_quietly(path: str) -> None:
+def unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:

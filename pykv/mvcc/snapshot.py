@@ -33,7 +33,7 @@ import zstandard
 
 from pykv import errors
 from pykv._binding import check, ffi, lib
-from pykv.mvcc import index, schema as s
+from pykv.mvcc import checkpoint, index, schema as s
 
 FORMAT_VERSION = 1
 SNAP_HEADER = struct.Struct("<IIqqq")   # format, schema, revision, compact revision, applied index
@@ -174,6 +174,7 @@ def restore(stream: BinaryIO, path: str, origin: str | None = None) -> None:
         raise
     env.close()
     os.unlink(tmp + "-lock")
+    checkpoint.remove_record(path)  # one left beside a store removed by hand is not this one's
     os.rename(tmp, path)
     dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
     try:

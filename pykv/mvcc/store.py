@@ -12,6 +12,7 @@ which wait until it is done.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -21,7 +22,7 @@ from typing import Any, BinaryIO, Callable
 import lmdb
 
 from pykv import errors
-from pykv.mvcc import defrag, index, reads, readers, schema as s, types as t
+from pykv.mvcc import checkpoint, defrag, index, reads, readers, schema as s, types as t
 from pykv.mvcc.lease import DEFAULT_MIN_TTL, Lessor
 from pykv.mvcc.watch import WatchHub
 from pykv.mvcc.write import WriteBatch
@@ -32,6 +33,13 @@ COMPACT_BATCH_CHANGES = 1000         # etcd compacts 1000 revisions per batch
 READER_CHECK_COMMITS = 256           # clear dead processes' reader slots this often
 _MIN_MAP_BYTES = 64 << 20
 _MAX_READERS = 512
+
+#: Durability modes (``Store.open(durability=...)``); see ``Store.open``.
+DURABILITY_CHECKPOINT = "checkpoint"
+DURABILITY_COMMIT = "commit"
+DURABILITY_NONE = "none"
+DURABILITY_MODES = (DURABILITY_CHECKPOINT, DURABILITY_COMMIT, DURABILITY_NONE)
+DEFAULT_CHECKPOINT_INTERVAL_S = 0.1  # bbolt's default commit interval in etcd
 
 _log = logging.getLogger(__name__)
 _HDR_unpack = s.HDR.unpack_from
@@ -54,6 +62,43 @@ def _open_env(path: str, map_bytes: int, sync: bool, readonly: bool = False
                                   f"{' read-only' if readonly else ''}: {exc}") from exc
 
 
+def _durability(durability: str | None, sync: bool | None) -> str:
+    """The mode from ``durability`` or its older spelling ``sync``."""
+    if sync is not None and not isinstance(sync, bool):
+        raise ValueError(f"sync must be True or False, not {sync!r}")
+    implied = None if sync is None else DURABILITY_COMMIT if sync else DURABILITY_NONE
+    if durability is None:
+        return implied or DURABILITY_CHECKPOINT
+    if durability not in DURABILITY_MODES:
+        raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, "
+                         f"not {durability!r}")
+    if implied is not None and implied != durability:
+        raise ValueError(f"sync={sync} contradicts durability={durability!r}")
+    return durability
+
+
+def _create(path: str) -> None:
+    """Create an empty LMDB file at ``path`` atomically: built and synced
+    under another name, then renamed, so that a power loss never leaves a
+    half-written file at ``path``."""
+    tmp = path + ".new"
+    for leftover in (tmp, tmp + defrag.LOCK_SUFFIX):
+        defrag.unlink_quietly(leftover)
+    try:
+        env = lmdb.open(tmp, subdir=False, map_size=_MIN_MAP_BYTES, sync=True, lock=True)
+        try:
+            env.sync(True)
+        finally:
+            env.close()
+        os.unlink(tmp + defrag.LOCK_SUFFIX)
+        os.rename(tmp, path)
+    except (OSError, lmdb.Error) as exc:
+        defrag.unlink_quietly(tmp)
+        defrag.unlink_quietly(tmp + defrag.LOCK_SUFFIX)
+        raise errors.StorageError(f"cannot create the MVCC store {path}: {exc}") from exc
+    defrag.fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
 def _file_id(path: str) -> tuple[int, int]:
     """Identity of the data file: defragmentation replaces it."""
     try:
@@ -72,11 +117,13 @@ class Store:
     """
 
     def __init__(self, env: lmdb.Environment, path: str, *, quota_bytes: int, max_txn_ops: int,
-                 clock: Callable[[], float], min_lease_ttl: int, sync: bool,
+                 clock: Callable[[], float], min_lease_ttl: int,
+                 durability: str = DURABILITY_CHECKPOINT,
+                 checkpoint_interval_s: float | None = DEFAULT_CHECKPOINT_INTERVAL_S,
                  readonly: bool = False):
         self._env = env
         self.path = path
-        self._sync = sync
+        self.durability = durability
         self.readonly = readonly
         self._file_id = _file_id(path)
         self.quota_bytes = quota_bytes
@@ -86,7 +133,11 @@ class Store:
         self._write_lock = threading.Lock()
         self._compacted = threading.Condition()
         self._commits = 0
+        self._page_bytes = env.stat()["psize"]
+        self._checkpointer: checkpoint.Checkpointer | None = None
         try:
+            if not readonly:
+                self._start_durability(checkpoint_interval_s)
             if readonly:
                 self._tables = index.Tables(env, None)
             with env.begin(write=not readonly) as txn:
@@ -100,6 +151,8 @@ class Store:
                                       "(open it for writing first)") from exc
         except BaseException:
             env.close()
+            if self._checkpointer is not None:
+                self._checkpointer.close_fd()
             raise
         self._views = readers.ReadViews(env, self._tables.meta, self._closed_error,
                                         on_map_resized=self._map_resized if readonly else None)
@@ -115,6 +168,47 @@ class Store:
             self._alarms = {s.ALARM.unpack(k) for k in
                             txn.cursor(self._tables.alarm).iternext(values=False)}
         self.hub = WatchHub(self)
+        if self._checkpointer is not None:
+            self._checkpointer.start()
+
+    def _start_durability(self, checkpoint_interval_s: float | None) -> None:
+        """Before the first commit of a writable store: in checkpoint mode,
+        record the file's state (whole on disk: closed cleanly, recovered or
+        created) and pin it; in the other modes, sync the file and drop any
+        record left by a checkpoint-mode run (it would be stale after the
+        first commit)."""
+        if self.durability == DURABILITY_CHECKPOINT:
+            self._applied_index = self._peek_applied_index()
+            self._checkpointer = checkpoint.Checkpointer(self, checkpoint_interval_s)
+            self._checkpointer.attach()
+        else:
+            self._sync_env()
+            checkpoint.remove_record(self.path)
+
+    def _peek_applied_index(self) -> int:
+        """The applied index in the file, read without writing anything
+        (opening an existing table commits nothing; a new file has none)."""
+        try:
+            meta = self._env.open_db(s.TABLE_META, create=False)
+        except lmdb.NotFoundError:
+            return 0
+        with self._env.begin() as txn:
+            raw = txn.get(s.META_APPLIED_INDEX, db=meta)
+        return 0 if raw is None else s.unpack_i64(raw)
+
+    def _checkpoint_guard(self) -> Any:
+        """No checkpoint runs while this is held (take it before the writer
+        lock): closing or replacing the environment."""
+        if self._checkpointer is None:
+            return contextlib.nullcontext()
+        return self._checkpointer.exclusive()
+
+    def _sync_env(self) -> None:
+        try:
+            self._env.sync(True)
+        except lmdb.Error as exc:
+            raise errors.FatalSyncError(f"fsync of the MVCC store {self.path} failed: {exc}"
+                                        ) from exc
 
     # --- opening and closing -------------------------------------------------------------
 
@@ -122,7 +216,9 @@ class Store:
     def open(cls, path: str, *, quota_bytes: int = DEFAULT_QUOTA_BYTES,
              max_txn_ops: int = DEFAULT_MAX_TXN_OPS, clock: Callable[[], float] = time.monotonic,
              min_lease_ttl: int = DEFAULT_MIN_TTL, map_bytes: int | None = None,
-             sync: bool = True) -> Store:
+             durability: str | None = None,
+             checkpoint_interval_s: float | None = DEFAULT_CHECKPOINT_INTERVAL_S,
+             sync: bool | None = None) -> Store:
         """Open or create the store in the LMDB file ``path`` (its directory is
         created if missing; LMDB adds ``path + "-lock"``).
 
@@ -131,20 +227,34 @@ class Store:
         server). ``map_bytes``: the initial LMDB map (default: twice the
         quota, at least the file size); it grows on demand.
 
-        ``sync`` True (the default): each commit fdatasyncs the data pages
-        before the meta page is written, and the meta page is synced by the
-        next commit (LMDB's MDB_NOMETASYNC). A power loss then undoes at most
-        the last committed batch and never corrupts the file; the caller
-        keeps that batch's WAL entries (it does: segments are released only
-        after ``checkpoint()``), and replay redoes it, since the applied
-        index is undone with it. Costs one fdatasync per batch.
+        ``durability``, one of three modes (what a power loss can do; a
+        process crash loses nothing in any of them, the OS page cache keeps
+        every commit):
 
-        ``sync`` False (MDB_NOSYNC) is **unsafe across power loss**: data and
-        meta pages reach the disk in any order, so the file can be left
-        corrupt, with no WAL left to rebuild it from. A process crash loses
-        nothing (the OS page cache survives it). Only for tests, benchmarks
-        and data that can be thrown away (etcd's ``--unsafe-no-fsync``).
+        - ``"checkpoint"`` (the default): commits are not fsynced
+          (MDB_NOSYNC); every ``checkpoint_interval_s`` seconds (and on
+          ``checkpoint()``, close, map growth) the file is fdatasynced and
+          the state recorded with its meta pages, and LMDB is kept from
+          reusing that state's pages until the next checkpoint
+          (``pykv.mvcc.checkpoint``). After a power loss the next open rolls
+          the store back to the last checkpoint, whole; the caller replays
+          its log after ``applied_index``, so it must keep the log entries
+          after the index ``checkpoint()`` returned (etcd's bbolt + WAL
+          scheme). No fsync on the commit path. ``checkpoint_interval_s``
+          None: checkpoints only when asked (and on close, map growth).
+        - ``"commit"`` (``sync=True``): each commit fdatasyncs its data pages
+          before its meta page is written, and the meta page is synced by the
+          next commit (MDB_NOMETASYNC). A power loss undoes at most the last
+          batch, which the caller replays. One fdatasync per batch.
+        - ``"none"`` (``sync=False``): never fsynced (MDB_NOSYNC, no
+          checkpoints); ``checkpoint()`` still syncs. **Unsafe across power
+          loss**: data and meta pages reach the disk in any order, so the
+          file can be left corrupt. Only for tests, benchmarks and data that
+          can be thrown away (etcd's ``--unsafe-no-fsync``).
+
+        ``sync`` is the older spelling of the last two modes.
         """
+        durability = _durability(durability, sync)
         directory = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(directory, exist_ok=True)
@@ -156,9 +266,15 @@ class Store:
             map_bytes = max(2 * quota_bytes, _MIN_MAP_BYTES)
         map_bytes = max(map_bytes, 2 * existing, _MIN_MAP_BYTES)
         defrag.remove_stale_tmp(path)
-        env = _open_env(path, map_bytes, sync)
+        if os.path.exists(path):
+            checkpoint.recover(path)
+        else:
+            checkpoint.remove_record(path)  # left beside a file removed by hand
+            _create(path)
+        env = _open_env(path, map_bytes, durability == DURABILITY_COMMIT)
         return cls(env, path, quota_bytes=quota_bytes, max_txn_ops=max_txn_ops, clock=clock,
-                   min_lease_ttl=min_lease_ttl, sync=sync)
+                   min_lease_ttl=min_lease_ttl, durability=durability,
+                   checkpoint_interval_s=checkpoint_interval_s)
 
     @classmethod
     def open_readonly(cls, path: str, *, clock: Callable[[], float] = time.monotonic,
@@ -178,10 +294,11 @@ class Store:
         if not os.path.exists(path):
             raise errors.StorageError(f"no MVCC store at {path} (its writer creates it)")
         with defrag.swap_lock(path, exclusive=False):  # not while the writer swaps files
+            checkpoint.require_recovered(path)
             env = _open_env(path, _MIN_MAP_BYTES, sync=False, readonly=True)
             return cls(env, path, quota_bytes=DEFAULT_QUOTA_BYTES,
                        max_txn_ops=DEFAULT_MAX_TXN_OPS, clock=clock,
-                       min_lease_ttl=min_lease_ttl, sync=False, readonly=True)
+                       min_lease_ttl=min_lease_ttl, durability=DURABILITY_NONE, readonly=True)
 
     def refresh(self) -> None:
         """(Read-only store) Pick up what the writer has committed: the
@@ -270,13 +387,15 @@ class Store:
     def _attach(self, env: lmdb.Environment) -> None:
         """Use ``env`` (reopened after defragmentation) from now on (readers
         quiesced)."""
+        self._env = env
+        if self._checkpointer is not None:
+            self._checkpointer.attach()  # before the write transaction below
         if self.readonly:
             tables = index.Tables(env, None)
         else:
             with env.begin(write=True) as txn:
                 tables = index.Tables(env, txn)
         self._file_id = _file_id(self.path)
-        self._env = env
         self._tables = tables
         self._kv_db = tables.kv
         self._views.attach(env, tables.meta)
@@ -306,18 +425,30 @@ class Store:
 
     def close(self) -> None:
         """Close the store; the caller has stopped writing and reading.
-        Unsynced commits stay in the OS page cache (``checkpoint()`` first
-        to make them durable)."""
+        In checkpoint mode the file is synced and its checkpoint record
+        removed (the mark of a clean close); in the other modes unsynced
+        commits stay in the OS page cache (``checkpoint()`` first to make
+        them durable)."""
         if self._closed:
             return
         self.hub.close()
-        with self._write_lock:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+        with self._checkpoint_guard(), self._write_lock:
+            if self._closed:
+                return
             self._closed = self._views.closed = True
             self._views.quiesce()
             try:
-                self._env.close()
+                if self._checkpointer is not None and self._checkpointer.failure is None:
+                    self._checkpointer.detach()
             finally:
-                self._views.release()
+                try:
+                    self._env.close()
+                finally:
+                    if self._checkpointer is not None:
+                        self._checkpointer.close_fd()
+                    self._views.release()
 
     def __enter__(self) -> Store:
         return self
@@ -363,6 +494,9 @@ class Store:
     def _begin_write(self, index_: int, strict: bool) -> WriteBatch:
         self._check_open()
         self._check_writable()
+        if self._checkpointer is not None and self._checkpointer.failure is not None:
+            raise errors.FatalSyncError(f"the MVCC store {self.path} takes no more writes: "
+                                        f"{self._checkpointer.failure}")
         if index_ < self._applied_index or (strict and index_ == self._applied_index):
             raise ValueError(f"entry index {index_} is already applied (applied index "
                              f"{self._applied_index}): skip it")
@@ -403,18 +537,22 @@ class Store:
                 self._compact_done = compact_done
                 self._compacted.notify_all()
 
-    def checkpoint(self) -> None:
-        """Make every committed batch durable (fsync of the LMDB file).
+    def checkpoint(self) -> int:
+        """Make every batch committed so far durable, and return the applied
+        index that is now durable (at least ``applied_index`` as of the
+        call): after a power loss the store reopens at that index or later,
+        so the caller may drop its log up to it. Writers wait only for a
+        moment (checkpoint mode: the fdatasync runs while they commit).
         Also clears the reader slots of dead processes (a killed front end's
         slot would otherwise keep LMDB from reusing pages)."""
         self._check_open()
         self._check_writable()
         self._clear_dead_readers()
-        try:
-            self._env.sync(True)
-        except lmdb.Error as exc:
-            raise errors.FatalSyncError(f"fsync of the MVCC store {self.path} failed: {exc}"
-                                        ) from exc
+        if self._checkpointer is not None:
+            return self._checkpointer.checkpoint()
+        applied = self._applied_index
+        self._sync_env()
+        return applied
 
     def defragment(self) -> tuple[int, int]:
         """etcd's Defragment: rewrite the LMDB file without its free pages
@@ -428,7 +566,7 @@ class Store:
         the swap itself fails, the store is closed and the error raised."""
         self._check_open()
         self._check_writable()
-        with self._write_lock:
+        with self._checkpoint_guard(), self._write_lock:
             self._check_open()
             before = os.path.getsize(self.path)
             tmp = defrag.compact_copy(self._env, self.path)
@@ -437,6 +575,10 @@ class Store:
             try:
                 # Read-only processes open the store only under the shared lock.
                 with defrag.swap_lock(self.path, exclusive=True):
+                    if self._checkpointer is not None:
+                        # The old file must be whole by itself if the swap
+                        # does not happen, and the record must not outlive it.
+                        self._checkpointer.detach()
                     self._env.close()
                     swap_error = None
                     try:
@@ -444,7 +586,8 @@ class Store:
                     except errors.StorageError as exc:
                         swap_error = exc  # reopen whichever complete file is there, then raise
                     try:
-                        self._attach(_open_env(self.path, map_bytes, self._sync))
+                        self._attach(_open_env(self.path, map_bytes,
+                                               self.durability == DURABILITY_COMMIT))
                     except BaseException:
                         self._closed = self._views.closed = True
                         raise
@@ -545,6 +688,10 @@ class Store:
             except lmdb.Error as exc:
                 raise errors.StorageError(f"cannot grow the LMDB map of {self.path} to "
                                           f"{size * 2} bytes: {exc}") from exc
+            finally:
+                if self._checkpointer is not None:
+                    # py-lmdb ended every read transaction, the pin included.
+                    self._checkpointer.pins_ended()
         finally:
             self._views.release()
 

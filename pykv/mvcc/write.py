@@ -4,9 +4,9 @@ transaction, which also records the index of the last applied entry.
 Obtained from ``Store.write(index)`` and used as a context manager on the one
 writer thread. Each operation returns its result or raises an ``EtcdError``;
 a failed operation leaves no trace and the batch goes on. When the block ends
-without an exception the transaction commits (by default fdatasyncing its
-data pages, see ``Store.open``), and only then do the in-memory parts move: the store's
-revision, the lessor, the alarms, the read-transaction cache and the watch
+without an exception the transaction commits (by default without an fsync:
+checkpoints make it durable, see ``Store.open``), and only then do the
+in-memory parts move: the store's revision, the lessor, the alarms, the read-transaction cache and the watch
 hub, which receives the batch's events.
 
 Revisions follow etcd: each write request that changes something takes the

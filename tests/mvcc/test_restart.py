@@ -116,21 +116,25 @@ def test_checkpoint_syncs(store):
     assert os.path.getsize(store.path) > 0
 
 
-def test_open_flags(store_path):
-    """The default syncs data before the meta page is written (integrity on
-    power loss: at most the last batch undone); sync=False never comes with
-    writemap (which would leave no write-order hint at all)."""
-    durable = Store.open(store_path)
+@pytest.mark.parametrize("options, sync_flag", [
+    ({}, False),                                   # checkpoint: MDB_NOSYNC, synced by checkpoints
+    ({"durability": "checkpoint"}, False),
+    ({"durability": "commit"}, True),              # data synced before the meta page is written
+    ({"sync": True}, True),                        # the older spelling of "commit"
+    ({"durability": "none"}, False),
+    ({"sync": False}, False),
+])
+def test_open_flags(store_path, options, sync_flag):
+    """Each durability mode opens LMDB with its flags; none uses writemap
+    (which would leave no write-order hint at all) or metasync."""
+    store = Store.open(store_path, **options)
     try:
-        flags = durable._env.flags()
+        flags = store._env.flags()
         assert (flags["sync"], flags["metasync"], flags["writemap"], flags["subdir"],
-                flags["lock"]) == (True, False, False, False, True)
+                flags["lock"]) == (sync_flag, False, False, False, True)
+        assert os.path.exists(store_path + "-checkpoint") == \
+            (store.durability == "checkpoint")
     finally:
-        durable.close()
-    fast = Store.open(store_path, sync=False)
-    try:
-        flags = fast._env.flags()
-        assert (flags["sync"], flags["writemap"]) == (False, False)
-    finally:
-        fast.close()
+        store.close()
+    assert not os.path.exists(store_path + "-checkpoint")  # a clean close removes it
     assert os.path.exists(store_path + "-lock")  # <data-dir>/member/snap/db-lock
