@@ -10,9 +10,9 @@ request goes through two stages, each owned by one writer thread at a time:
    others go on queueing meanwhile).
 2. **The store.** The durable batch joins the list of batches to apply. The
    thread that finds nobody applying becomes the *applier*: it applies every
-   batch on the list in ONE LMDB transaction (the store fdatasyncs each
-   commit by default, so fewer commits is fewer fdatasyncs) and wakes the
-   writers whose requests it carried.
+   batch on the list in ONE LMDB transaction (not fsynced: the store's
+   checkpoints make it durable, and the WAL covers it until then) and wakes
+   the writers whose requests it carried.
 
 The stages overlap: once its batch is durable and listed, the leader hands
 the log to the oldest queued writer, which syncs the next batch while this

@@ -12,8 +12,10 @@ it, that does what a server's Raft loop does between requests:
 - **compaction**: history below a compact revision is removed in bounded
   steps (``Store.compact_step``) between write batches;
 - **snapshots**: every ``snapshot_count`` applied entries the store is
-  fsynced, a snapshot marker and hard state go to the WAL and the WAL
-  segments before it are released. ``close()`` does the same, so a reopen
+  checkpointed (``Store.checkpoint``), a snapshot marker and hard state go
+  to the WAL and the WAL segments before it are released (never past what a
+  checkpoint covers: after a power loss the store reopens at its last
+  checkpoint and the WAL replays from there). ``close()`` does the same, so a reopen
   after a clean close reads almost nothing back.
 """
 
@@ -102,7 +104,8 @@ class Engine:
             store = Store.open(data_dir.db, quota_bytes=options.quota_bytes,
                                max_txn_ops=options.max_txn_ops,
                                min_lease_ttl=options.min_lease_ttl, clock=options.clock,
-                               sync=options.sync)
+                               durability="checkpoint" if options.sync else "none",
+                               checkpoint_interval_s=options.checkpoint_interval_s)
             return cls(data_dir, lock, wal, store, options)
         except BaseException:
             if store is not None:

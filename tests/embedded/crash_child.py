@@ -1,6 +1,6 @@
 """Child process of test_durability.py: opens a data directory (with
-``sync=True`` unless the third argument is ``nosync``) and writes from
-several threads, printing ``<thread> <k>``
+``sync=True`` unless the third argument is ``nosync``; the fourth, if any,
+is the store's ``checkpoint_interval_s``) and writes from several threads, printing ``<thread> <k>``
 after each put of key ``t<thread>/<k>`` returns (an acknowledgment). Killed
 at random moments, or by a WAL failpoint (PYKV_FAILPOINTS).
 
@@ -17,7 +17,8 @@ from pykv.embedded import put_op
 
 path, threads = sys.argv[1], int(sys.argv[2])
 sync = sys.argv[3] == "sync" if len(sys.argv) > 3 else True
-db = pykv.open(path, sync=sync)
+options = {"checkpoint_interval_s": float(sys.argv[4])} if len(sys.argv) > 4 else {}
+db = pykv.open(path, sync=sync, **options)
 out_lock = threading.Lock()
 
 

@@ -41,15 +41,17 @@ def value_for(t: int, k: int) -> bytes:
     return f"{t}:{k}:".encode() * (1 + k % 7)  # as crash_child.py writes it
 
 
-def run_child_until_killed(path: pathlib.Path, rng: random.Random, sync: bool = True
-                           ) -> dict[int, int]:
+def run_child_until_killed(path: pathlib.Path, rng: random.Random, sync: bool = True,
+                           checkpoint_interval_s: float | None = None) -> dict[int, int]:
     """Start the child, let it write, kill it; the highest acknowledged k per thread."""
     failpoints = None
     if sync and rng.random() < 0.5:
         failpoints = f"{rng.choice(FAILPOINTS)}=kill@{rng.randint(5, 150)}"
-    child = subprocess.Popen([sys.executable, str(HERE / "crash_child.py"), str(path),
-                              str(THREADS), "sync" if sync else "nosync"], cwd=ROOT,
-                             env=child_env(failpoints), stdout=subprocess.PIPE)
+    argv = [sys.executable, str(HERE / "crash_child.py"), str(path), str(THREADS),
+            "sync" if sync else "nosync"]
+    if checkpoint_interval_s is not None:
+        argv.append(str(checkpoint_interval_s))
+    child = subprocess.Popen(argv, cwd=ROOT, env=child_env(failpoints), stdout=subprocess.PIPE)
     acked: dict[int, int] = {}
     try:
         if child.stdout.readline() != b"ready\n":  # a failpoint fired during open
@@ -93,6 +95,36 @@ def test_killed_writers_never_lose_an_acknowledged_write(tmp_path):
             acked_ever[t] = max(acked_ever.get(t, -1), k)
         check_after_crash(path, acked_ever)
     assert sum(k + 1 for k in acked_ever.values()) > 0
+
+
+def test_killed_writers_lose_nothing_when_the_store_rolls_back_to_its_checkpoint(
+        tmp_path, monkeypatch):
+    """As above, and each reopen plays a power loss after the kill (a boot
+    id that is not the one the child recorded): the store rolls back to its
+    last checkpoint, taken every few ms by the child, and the WAL replays
+    every acknowledged write on top."""
+    from pykv.mvcc import checkpoint
+
+    rng = random.Random(int(os.environ.get("PYKV_CRASH_SEED", "20261125")))
+    path = tmp_path / "data"
+    acked_ever: dict[int, int] = {}
+    restored = []
+    real_recover = checkpoint.recover
+
+    def recover(store_path: str, boot_id: bytes | None = None):
+        record = real_recover(store_path, boot_id)
+        restored.append(record)
+        return record
+
+    for _ in range(ROUNDS):
+        for t, k in run_child_until_killed(path, rng, checkpoint_interval_s=0.005).items():
+            acked_ever[t] = max(acked_ever.get(t, -1), k)
+        with monkeypatch.context() as patch:
+            patch.setattr(checkpoint, "current_boot_id", lambda: b"\x42" * 16)
+            patch.setattr(checkpoint, "recover", recover)
+            check_after_crash(path, acked_ever)
+    assert sum(k + 1 for k in acked_ever.values()) > 0
+    assert sum(record is not None for record in restored) >= ROUNDS // 2
 
 
 def test_without_sync_a_killed_process_still_loses_nothing_acknowledged(tmp_path):
