@@ -9,7 +9,9 @@ Background duties run on the Raft thread after each Ready (``_after_apply``):
 lease expiry (the leader revokes expired leases through Raft, at most
 ``LEASE_REVOKE_PER_TICK`` a time), snapshots every ``--snapshot-count``
 applied entries (checkpoint the store, record a marker, compact the
-in-memory log, release WAL segments), and physical compaction steps.
+in-memory log, release WAL segments; the store is also checkpointed every
+0.1 s by its own thread, and after a power loss it reopens at its last
+checkpoint, from which the WAL replays), and physical compaction steps.
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ class Core:
         self.store = Store.open(self.data_dir.db, quota_bytes=config.effective_quota_backend_bytes,
                                 max_txn_ops=config.max_txn_ops,
                                 min_lease_ttl=max(2, -(-3 * config.election_timeout_ms // 2000)),
-                                # --unsafe-no-fsync: nothing is fsynced, as etcd's flag says
-                                sync=not config.unsafe_no_fsync)
+                                # Checkpoints make the store durable (the WAL covers
+                                # the rest); --unsafe-no-fsync: nothing is fsynced.
+                                durability="none" if config.unsafe_no_fsync else "checkpoint")
         members = config.initial_cluster_map()
         if state.is_new:
             peer_urls = members.get(config.name) or config.initial_advertise_peer_urls
