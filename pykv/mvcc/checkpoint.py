@@ -17,9 +17,9 @@ on close, and after anything that ends LMDB's read transactions):
 2. without the lock: ``fdatasync`` the file, so every page of T is on disk
    (commits go on meanwhile: they never overwrite a page of T, see below);
 3. write the *checkpoint record* ``<db>-checkpoint``: page size, T's
-   transaction id, its applied index, the file's inode, the boot id, the two
-   meta pages; to ``<db>-checkpoint.tmp``, fsync, rename, fsync the
-   directory;
+   transaction id, its applied index, a CRC-32C of T's two root pages (the
+   free and the main table's, as read in step 1), the boot id, the two meta
+   pages; to ``<db>-checkpoint.tmp``, fsync, rename, fsync the directory;
 4. drop the previous pin.
 
 **Why T's pages stay intact.** LMDB reuses a page freed by transaction X only
@@ -41,13 +41,20 @@ behind by the commits after T; its applied index says so, and the engine
 replays the WAL after it (the WAL releases segments only up to an index a
 checkpoint has covered: ``Store.checkpoint()`` returns after step 3).
 
+Before writing the meta pages back, recovery checks that the file holds T's
+root pages as recorded: a file that is not this store's (or lost pages of
+T) is refused with a clear error rather than overwritten. The check reads
+the contents, not the inode, so a data directory copied off a machine that
+went down (a disk image, an rsync) recovers the same way.
+
 A read-only open (``Store.open_readonly``) never repairs: it refuses a store
 whose record comes from an earlier boot (``require_recovered``).
 
 The record's layout (little-endian), then a CRC-32C of all that precedes it::
 
     magic "PYKVCKP1" | version u32 | page size u32 | txnid u64 | applied index q
-    | inode u64 | boot id 16 bytes | meta page 0 | meta page 1 | crc32c u32
+    | root pages crc32c u32 | 0 u32 | boot id 16 bytes | meta page 0 | meta page 1
+    | crc32c u32
 """
 
 from __future__ import annotations
@@ -71,7 +78,7 @@ if TYPE_CHECKING:
 SUFFIX = "-checkpoint"
 FORMAT_VERSION = 1
 _MAGIC = b"PYKVCKP1"
-_HEADER = struct.Struct("<8sIIQqQ16s")
+_HEADER = struct.Struct("<8sIIQqII16s")
 _CRC = struct.Struct("<I")
 _PAGE_BYTES_MAX = 1 << 16          # LMDB's largest page size
 # LMDB 0.9 meta page: a 16-byte page header, then MDB_meta.
@@ -81,6 +88,9 @@ _META_MAGIC = 0xBEEFC0DE
 _META_HEAD = struct.Struct("<II")  # mm_magic, mm_version at offset 16
 _META_TAIL = struct.Struct("<QQ")  # mm_last_pg, mm_txnid at offset 136
 _META_HEAD_AT, _META_TAIL_AT = 16, 136
+_META_ROOTS = struct.Struct("<Q44xQ")  # md_root of mm_dbs[FREE_DBI], of mm_dbs[MAIN_DBI]
+_META_ROOTS_AT = 80
+_NO_PAGE = 0xFFFF_FFFF_FFFF_FFFF  # P_INVALID: an empty table
 _BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
 _log = logging.getLogger(__name__)
@@ -103,18 +113,19 @@ def current_boot_id() -> bytes:
 
 @dataclass(frozen=True)
 class Record:
-    """A checkpoint: the durable state T of the file at ``inode``."""
+    """A checkpoint: the durable state T of a store's file."""
 
     page_bytes: int
     txnid: int
     applied_index: int
-    inode: int
+    roots_crc: int  # of T's root pages (``root_pages``), read when T was pinned
     boot_id: bytes
     meta_pages: bytes  # pages 0 and 1, page_bytes each
 
     def encode(self) -> bytes:
         body = _HEADER.pack(_MAGIC, FORMAT_VERSION, self.page_bytes, self.txnid,
-                            self.applied_index, self.inode, self.boot_id.ljust(16, b"\0"))
+                            self.applied_index, self.roots_crc, 0,
+                            self.boot_id.ljust(16, b"\0"))
         body += self.meta_pages
         return body + _CRC.pack(crc32c(body))
 
@@ -123,7 +134,8 @@ class Record:
         if len(raw) < _HEADER.size + _CRC.size:
             raise errors.CorruptionError(f"checkpoint record {where} is truncated "
                                          f"({len(raw)} bytes)", path=where)
-        magic, version, page_bytes, txnid, applied, inode, boot = _HEADER.unpack_from(raw)
+        magic, version, page_bytes, txnid, applied, roots_crc, _, boot = \
+            _HEADER.unpack_from(raw)
         if magic != _MAGIC:
             raise errors.CorruptionError(f"{where} is not a pykv checkpoint record", path=where)
         if version != FORMAT_VERSION:
@@ -141,7 +153,13 @@ class Record:
         if newest_txnid(pages, page_bytes) != txnid:
             raise errors.CorruptionError(f"checkpoint record {where}: its meta pages do not "
                                          f"describe transaction {txnid}", path=where)
-        return cls(page_bytes, txnid, applied, inode, boot.rstrip(b"\0"), pages)
+        return cls(page_bytes, txnid, applied, roots_crc, boot.rstrip(b"\0"), pages)
+
+    @property
+    def meta_page(self) -> bytes:
+        """The meta page of T itself (the one of the two with its txnid)."""
+        first = self.meta_pages[:self.page_bytes]
+        return first if meta_txnid(first) == self.txnid else self.meta_pages[self.page_bytes:]
 
 
 def meta_txnid(page: bytes) -> int | None:
@@ -157,6 +175,13 @@ def meta_txnid(page: bytes) -> int | None:
 
 def meta_last_page(page: bytes) -> int:
     return _META_TAIL.unpack_from(page, _META_TAIL_AT)[0]
+
+
+def root_pages(fd: int, meta: bytes, page_bytes: int) -> bytes:
+    """The root pages of the free and the main table of the state ``meta``
+    describes, read from the file ``fd`` (empty tables have none)."""
+    return b"".join(os.pread(fd, page_bytes, root * page_bytes)
+                    for root in _META_ROOTS.unpack_from(meta, _META_ROOTS_AT) if root != _NO_PAGE)
 
 
 def newest_txnid(pages: bytes, page_bytes: int) -> int | None:
@@ -265,25 +290,23 @@ def recover(path: str, boot_id: bytes | None = None) -> Record | None:
 
 
 def _check_same_file(fd: int, path: str, record: Record) -> None:
-    """Refuse to write the record's meta pages into a file it does not
-    describe (one put in the store's place by hand, say)."""
+    """Refuse to write the record's meta pages into a file that does not
+    hold its state T: one put in the store's place by hand, say."""
     where = record_path(path)
-    st = os.fstat(fd)
-    advice = (f"if {path} was replaced on purpose by a file that is whole, remove {where}")
-    if st.st_ino != record.inode:
-        raise errors.StorageError(f"the checkpoint record {where} belongs to another file "
-                                  f"(inode {record.inode}; {path} has inode {st.st_ino}): "
-                                  f"{advice}")
-    pages = os.pread(fd, 2 * record.page_bytes, 0)
-    newest = newest_txnid(pages, record.page_bytes)
-    if newest is not None and newest + 1 < record.txnid:
-        raise errors.StorageError(f"the checkpoint record {where} is at LMDB transaction "
-                                  f"{record.txnid}, ahead of {path} (at {newest}): {advice}")
+    size = os.fstat(fd).st_size
     needed = (max(meta_last_page(record.meta_pages[:record.page_bytes]),
                   meta_last_page(record.meta_pages[record.page_bytes:])) + 1) * record.page_bytes
-    if st.st_size < needed:
-        raise errors.CorruptionError(f"the MVCC store {path} is shorter ({st.st_size} bytes) "
-                                     f"than its last checkpoint ({needed} bytes)", path=path)
+    if size < needed:
+        problem = f"it is shorter ({size} bytes) than that state ({needed} bytes)"
+    elif crc32c(root_pages(fd, record.meta_page, record.page_bytes)) != record.roots_crc:
+        problem = "its root pages differ"
+    else:
+        return
+    raise errors.CorruptionError(
+        f"the MVCC store {path} does not hold the state its checkpoint record {where} "
+        f"describes (LMDB transaction {record.txnid}): {problem}. The file is not the one "
+        f"the record was written for, or it lost pages; if {path} was replaced on purpose "
+        f"by a file that is whole, remove {where}", path=path)
 
 
 def require_recovered(path: str) -> None:
@@ -400,6 +423,19 @@ class Checkpointer:
             raise
         return pin, txnid, store._applied_index, pages, self._gen
 
+    def _roots_crc(self, pages: bytes) -> int:
+        """(T pinned.) The CRC of T's root pages, which no commit changes
+        while T is pinned."""
+        page_bytes = self._store._page_bytes
+        meta = pages[:page_bytes]
+        if meta_txnid(meta) != newest_txnid(pages, page_bytes):
+            meta = pages[page_bytes:]
+        try:
+            return crc32c(root_pages(self._fd, meta, page_bytes))
+        except OSError as exc:
+            raise errors.StorageError(f"cannot read the root pages of {self.path}: {exc}"
+                                      ) from exc
+
     def _sync(self) -> None:
         try:
             os.fdatasync(self._fd)
@@ -412,7 +448,7 @@ class Checkpointer:
 
     def _write(self, txnid: int, applied: int, pages: bytes) -> None:
         """(Record lock held.)"""
-        record = Record(self._store._page_bytes, txnid, applied, os.fstat(self._fd).st_ino,
+        record = Record(self._store._page_bytes, txnid, applied, self._roots_crc(pages),
                         self.boot_id, pages)
         try:
             write_record(self.path, record)

@@ -141,8 +141,7 @@ def test_every_power_loss_image_reopens_at_the_checkpoint_exactly(tmp_path, monk
         path = tmp_path / f"image{number}" / "db"
         path.parent.mkdir()
         path.write_bytes(crash_image(image, final, pages, page_bytes, rng))
-        # The record as the checkpoint wrote it, but naming this copy's inode.
-        fix_inode(str(path), record)
+        pathlib.Path(checkpoint.record_path(str(path))).write_bytes(record_bytes)
         store = Store.open(str(path), checkpoint_interval_s=None)
         try:
             assert dump(store) == state, f"image {number} ({len(pages)} pages of {len(changed)})"
@@ -156,15 +155,6 @@ def test_every_power_loss_image_reopens_at_the_checkpoint_exactly(tmp_path, monk
             assert dump(store) == after
 
 
-def fix_inode(path: str, record: checkpoint.Record) -> None:
-    """Rewrite the record at ``path`` for the file's own inode (the copy of
-    a crashed machine's files that the test makes has a new inode)."""
-    import dataclasses
-
-    own = dataclasses.replace(record, inode=os.stat(path).st_ino)
-    pathlib.Path(checkpoint.record_path(path)).write_bytes(own.encode())
-
-
 # --- the record and the modes --------------------------------------------------------------
 
 
@@ -176,7 +166,6 @@ def test_a_clean_close_removes_the_record_and_a_running_store_has_one(store_path
     record = checkpoint.read_record(store_path)
     assert applied == 1 and record.applied_index == 1
     assert record.txnid == store._env.info()["last_txnid"]
-    assert record.inode == os.stat(store_path).st_ino
     assert record.boot_id == checkpoint.current_boot_id()
     store.close()
     assert checkpoint.read_record(store_path) is None
@@ -223,18 +212,36 @@ def test_after_a_reboot_the_store_rolls_back_to_its_last_checkpoint(store_path, 
             w.put(PutRequest(b"k21", b"v"))
 
 
-def test_a_record_of_another_file_is_refused_with_advice(store_path, monkeypatch):
+def test_a_copy_of_the_files_recovers_like_the_original(store_path, tmp_path, monkeypatch):
+    """A data directory copied off a machine that went down (new inodes)."""
     crash_child(store_path, CRASH_AFTER_CHECKPOINT)
     monkeypatch.setattr(checkpoint, "current_boot_id", lambda: OTHER_BOOT)
-    replacement = store_path + ".copy"
-    with open(store_path, "rb") as src, open(replacement, "wb") as dst:
-        dst.write(src.read())
-    os.replace(replacement, store_path)  # a new inode: the file was put in place by hand
-    with pytest.raises(errors.StorageError, match="belongs to another file.*remove"):
+    copy = tmp_path / "copy" / "db"
+    copy.parent.mkdir()
+    for suffix in ("", checkpoint.SUFFIX):
+        copy.with_name("db" + suffix).write_bytes(pathlib.Path(store_path + suffix).read_bytes())
+    with Store.open(str(copy)) as store:
+        assert store.applied_index == 20
+
+
+@pytest.mark.parametrize("value_bytes, problem", [(1, "shorter"),
+                                                   (20_000, "root pages differ")])
+def test_a_record_of_another_file_is_refused_with_advice(store_path, tmp_path, monkeypatch,
+                                                         value_bytes, problem):
+    crash_child(store_path, CRASH_AFTER_CHECKPOINT)
+    monkeypatch.setattr(checkpoint, "current_boot_id", lambda: OTHER_BOOT)
+    other = str(tmp_path / "other" / "db")
+    with Store.open(other, durability="commit") as store:  # another store, put in place
+        for i in range(1, 41):
+            with store.write(i) as w:
+                w.put(PutRequest(b"other%d" % i, b"v" * value_bytes))
+    os.replace(other, store_path)
+    with pytest.raises(errors.CorruptionError, match=f"does not hold the state.*{problem}.*"
+                                                     "remove"):
         Store.open(store_path)
     os.unlink(checkpoint.record_path(store_path))
     with Store.open(store_path) as store:
-        assert store.applied_index == 40
+        assert store.get(b"other40") is not None
 
 
 def test_a_damaged_record_is_refused(store_path, monkeypatch):
@@ -336,7 +343,7 @@ def test_defragment_records_the_new_file(store_path, monkeypatch):
         workload(store, random.Random(5), 100)
         store.defragment()
         record = checkpoint.read_record(store_path)
-        assert record.inode == os.stat(store_path).st_ino
+        assert record.txnid == store._env.info()["last_txnid"]  # the new file's
         assert record.applied_index == store.applied_index
         state = dump(store)
         applied = store.applied_index
@@ -361,7 +368,7 @@ def test_a_restored_snapshot_is_checkpointed(store, tmp_path):
     path = str(tmp_path / "restored" / "db")
     with Store.restore_snapshot(buffer, path) as restored:
         assert restored.get(b"a").value == b"1"
-        assert checkpoint.read_record(path).inode == os.stat(path).st_ino
+        assert checkpoint.read_record(path).applied_index == restored.applied_index
 
 
 def test_a_new_store_is_created_whole(tmp_path):
