@@ -18,6 +18,7 @@ gets a 4xx answer and the connection closed, never an exception escaping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import re
@@ -40,6 +41,15 @@ REASONS = {
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _READ_BYTES = 65536
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+
+
+async def _read(reader: asyncio.StreamReader, timeout_s: float | None) -> bytes:
+    if timeout_s is None:
+        return await reader.read(_READ_BYTES)
+    if hasattr(asyncio, "timeout"):  # Python 3.11+: no Task per read, unlike wait_for
+        async with asyncio.timeout(timeout_s):
+            return await reader.read(_READ_BYTES)
+    return await asyncio.wait_for(reader.read(_READ_BYTES), timeout_s)  # pragma: no cover
 
 
 @dataclass
@@ -84,7 +94,7 @@ class _Input:
         if self.eof:
             return False
         try:
-            data = await asyncio.wait_for(self.reader.read(_READ_BYTES), timeout_s)
+            data = await _read(self.reader, timeout_s)
         except (ConnectionError, OSError):
             data = b""
         if not data:
@@ -321,14 +331,15 @@ class Http1Server:
             self.connections_refused += 1
             sock.close()
             return
-        self._track(asyncio.get_running_loop().create_task(self._serve_socket(sock, initial)))
+        asyncio.get_running_loop().create_task(self._serve_socket(sock, initial))
 
     async def start_listeners(self, urls: list[str]) -> None:
+        loop = asyncio.get_running_loop()
         for url in urls:
             parsed = urllib.parse.urlparse(url)
-            self._servers.append(await asyncio.start_server(
-                self._on_connection, parsed.hostname or "localhost", parsed.port,
-                reuse_port=True, limit=self.limits.head_bytes))
+            self._servers.append(await loop.create_server(
+                lambda: self._connection(b"").protocol, parsed.hostname or "localhost",
+                parsed.port, reuse_port=True))
 
     async def close(self) -> None:
         for server in self._servers:
@@ -339,44 +350,37 @@ class Http1Server:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    def _connection(self, initial: bytes) -> _Connection:
+        """A connection whose task starts once its transport is made
+        (refused at once past ``Limits.connections``)."""
+        return _Connection(self, initial, len(self._tasks) < self.limits.connections)
+
     def _track(self, task: asyncio.Task) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _on_connection(self, reader, writer) -> None:
-        if len(self._tasks) >= self.limits.connections:
-            self.connections_refused += 1
-            writer.close()
-            return
-        task = asyncio.current_task()
-        self._track(task)
-        await self.serve(reader, writer, b"")
-
     async def _serve_socket(self, sock: socket.socket, initial: bytes) -> None:
         loop = asyncio.get_running_loop()
+        connection = self._connection(initial)
         try:
             sock.setblocking(False)
-            reader = asyncio.StreamReader(limit=self.limits.head_bytes, loop=loop)
-            protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-            transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock=sock)
+            await loop.connect_accepted_socket(lambda: connection.protocol, sock=sock)
         except (OSError, RuntimeError):
             sock.close()
-            return
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        await self.serve(reader, writer, initial)
 
     # -- one connection -----------------------------------------------------
 
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    initial: bytes) -> None:
-        inp = _Input(reader, initial)
+    async def serve(self, connection: _Connection) -> None:
+        inp = _Input(connection.reader, connection.initial)
+        writer = connection.writer
         try:
-            while await self._one_request(inp, writer):
+            while await self._one_request(inp, writer, connection):
                 pass
         except (ConnectionError, ClientGone, asyncio.TimeoutError):
             pass
         except asyncio.CancelledError:
-            raise
+            if not connection.gone:
+                raise  # the server is closing
         except Exception:  # noqa: BLE001 - one connection's bug must not end the server
             log.exception("HTTP connection failed")
         finally:
@@ -415,7 +419,8 @@ class Http1Server:
                 started = True
                 deadline = time.monotonic() + limits.head_timeout_s
 
-    async def _one_request(self, inp: _Input, writer: asyncio.StreamWriter) -> bool:
+    async def _one_request(self, inp: _Input, writer: asyncio.StreamWriter,
+                           connection: _Connection) -> bool:
         """Serve one request; whether the connection goes on."""
         try:
             head = await self._read_head(inp)
@@ -429,9 +434,8 @@ class Http1Server:
             await self._write(writer, text_response(error.status, error.text), "HTTP/1.1",
                               False, False)
             return False
-        connection = headers.get("connection", "").lower()
-        keep_alive = ("close" not in connection) if version == "HTTP/1.1" \
-            else ("keep-alive" in connection)
+        tokens = headers.get("connection", "").lower()
+        keep_alive = ("close" not in tokens) if version == "HTTP/1.1" else ("keep-alive" in tokens)
         expect = headers.get("expect", "").lower()
         if expect and expect != "100-continue":
             await self._write(writer, text_response(417), version, False, False)
@@ -448,8 +452,8 @@ class Http1Server:
         request = Request(method, target, version, headers, body, url.path,
                           urllib.parse.parse_qs(url.query))
         try:
-            response = await self._unless_client_leaves(self.handler(request), inp, body,
-                                                        self.limits.half_closed_grace_s)
+            with connection.phase(_CALL):
+                response = await self.handler(request)
         except HttpError as error:
             response = text_response(error.status, error.text)
             keep_alive = False  # the body may be half read
@@ -473,11 +477,11 @@ class Http1Server:
                     keep_alive = True
                 except (HttpError, ClientGone):
                     pass
-        return await self._write(writer, response, version, keep_alive, head_only, inp, body)
+        return await self._write(writer, response, version, keep_alive, head_only, connection)
 
     async def _write(self, writer: asyncio.StreamWriter, response: Response, version: str,
-                     keep_alive: bool, head_only: bool, inp: _Input | None = None,
-                     body: Body | None = None) -> bool:
+                     keep_alive: bool, head_only: bool,
+                     connection: _Connection | None = None) -> bool:
         streamed = not isinstance(response.body, (bytes, bytearray))
         if streamed and version == "HTTP/1.0":
             keep_alive = False  # no chunked coding: the body ends with the connection
@@ -492,25 +496,25 @@ class Http1Server:
             lines.append("Connection: close")
         elif version == "HTTP/1.0":
             lines.append("Connection: keep-alive")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         if not streamed:
-            if not head_only:
-                writer.write(response.body)
+            # one write, one send(2): the head and body together
+            writer.write(head if head_only else head + response.body)
             await writer.drain()
             return keep_alive
+        writer.write(head)
         chunked = version == "HTTP/1.1"
         completed = await self._stream(writer, response.body, chunked and not head_only,
-                                       head_only, inp, body)
+                                       head_only, connection)
         return keep_alive and completed
 
     async def _stream(self, writer, chunks: AsyncIterator[bytes], chunked: bool,
-                      head_only: bool, inp: _Input | None, body: Body | None) -> bool:
-        """Send the chunks while watching the connection: when the client
-        goes away the producer is cancelled (a watch must not outlive its
-        client). Whether the stream ended normally."""
-
-        async def pump() -> None:
-            try:
+                      head_only: bool, connection: _Connection | None) -> bool:
+        """Send the chunks; when the client goes away the producer is
+        cancelled (a watch must not outlive its client). Whether the stream
+        ended normally."""
+        try:
+            with connection.phase(_STREAM) if connection else contextlib.nullcontext():
                 async for chunk in chunks:
                     if not chunk or head_only:
                         continue
@@ -519,55 +523,98 @@ class Http1Server:
                 if chunked:
                     writer.write(b"0\r\n\r\n")
                     await writer.drain()
-            finally:
-                aclose = getattr(chunks, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-
-        try:
-            await self._unless_client_leaves(pump(), inp, body)
         except (ConnectionError, ClientGone):
             return False
         except asyncio.CancelledError:
-            raise
+            if connection is None or not connection.gone:
+                raise
+            return False
         except Exception:  # noqa: BLE001 - the producer's bug ends this response only
             log.exception("streamed HTTP response failed")
             return False
-        return inp is None or not inp.eof
-
-    async def _unless_client_leaves(self, coro, inp: _Input | None, body: Body | None,
-                                    grace_s: float = 0.0):
-        """Await ``coro``, but when the client closes its connection first,
-        cancel it (after ``grace_s``: a client that only half-closed may
-        still read an answer) and raise ClientGone: a watch must not outlive
-        its client, nor a slow read be done for nobody. Once the request
-        body is read, the connection is read meanwhile; bytes that come (a
-        pipelined request) are kept for later."""
-        task = asyncio.ensure_future(coro)
-        if inp is None:
-            return await task
-        watcher = asyncio.ensure_future(self._client_left(inp, body))
-        try:
-            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if not task.done() and watcher.result():  # the client left
-                await asyncio.wait({task}, timeout=grace_s)
-                if not task.done():
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
-                    raise ClientGone("the client went away")
-            return await task  # (a full buffer: no telling, so the call goes on)
         finally:
-            for pending in (task, watcher):
-                if not pending.done():
-                    pending.cancel()
-            await asyncio.gather(task, watcher, return_exceptions=True)
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        return connection is None or not connection.gone
 
-    async def _client_left(self, inp: _Input, body: Body | None) -> bool:
-        """True once the client closes; False when it sends more than a
-        request head's worth meanwhile (then there is no telling)."""
-        if body is not None:
-            await body.done.wait()  # the handler reads the body first
-        while len(inp.buf) <= self.limits.head_bytes:
-            if not await inp.fill(None):
-                return True
-        return False
+
+_IDLE, _CALL, _STREAM = 0, 1, 2
+
+
+class _Connection:
+    """One client connection: its protocol, reader and writer, and what it
+    is doing. The transport reports the client's EOF (or a reset) here at
+    once, whoever is reading: a handler still working on a request is
+    cancelled ``Limits.half_closed_grace_s`` later (a client that only
+    half-closed may still read its answer), a streamed answer at once."""
+
+    def __init__(self, server: Http1Server, initial: bytes, admitted: bool):
+        self.server = server
+        self.initial = initial
+        self.admitted = admitted
+        self.reader = asyncio.StreamReader(limit=server.limits.head_bytes)
+        self.protocol = _Protocol(self.reader, self)
+        self.writer: asyncio.StreamWriter | None = None
+        self.task: asyncio.Task | None = None
+        self.gone = False
+        self._phase = _IDLE
+        self._serial = 0  # which call a delayed cancel was meant for
+
+    def connected(self, transport) -> None:
+        loop = asyncio.get_running_loop()
+        self.writer = asyncio.StreamWriter(transport, self.protocol, self.reader, loop)
+        if not self.admitted:
+            self.server.connections_refused += 1
+            transport.close()
+            return
+        self.task = loop.create_task(self.server.serve(self))
+        self.server._track(self.task)
+
+    def lost(self) -> None:
+        if self.gone or self.task is None:
+            return
+        self.gone = True
+        if self._phase == _STREAM:
+            self.task.cancel()
+        elif self._phase == _CALL:
+            serial = self._serial
+            asyncio.get_running_loop().call_later(
+                self.server.limits.half_closed_grace_s, self._cancel_call, serial)
+
+    def _cancel_call(self, serial: int) -> None:
+        if self._phase == _CALL and self._serial == serial and self.task is not None:
+            self.task.cancel()
+
+    @contextlib.contextmanager
+    def phase(self, phase: int):
+        self._phase = phase
+        self._serial += 1
+        if self.gone and phase == _STREAM:
+            raise ClientGone("the client went away")
+        if self.gone and phase == _CALL:
+            self.gone = False  # rearm: lost() schedules the grace for this call
+            self.lost()
+        try:
+            yield
+        finally:
+            self._phase = _IDLE
+
+
+class _Protocol(asyncio.StreamReaderProtocol):
+    def __init__(self, reader: asyncio.StreamReader, connection: _Connection):
+        super().__init__(reader)
+        self._connection = connection
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._connection.connected(transport)
+
+    def eof_received(self):
+        keep_open = super().eof_received()  # half-closed: we may still answer
+        self._connection.lost()
+        return keep_open
+
+    def connection_lost(self, exc) -> None:
+        super().connection_lost(exc)
+        self._connection.lost()
