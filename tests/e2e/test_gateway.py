@@ -255,6 +255,10 @@ def test_v3beta_prefix_legacy_lease_paths_and_every_service(server):
     assert status == 200 and members["members"][0]["clientURLs"] == [server.url]
     status, state = client.post("/v3/maintenance/status", {})
     assert status == 200 and state["version"] and int(state["dbSize"]) > 0
+    status, hashed = client.post("/v3/maintenance/hashkv", {})
+    assert status == 200 and int(hashed["hash_revision"]) > 0
+    status, hashed = client.post("/v3/maintenance/hash", {})
+    assert status == 200 and 0 <= hashed["hash"] < 2**32  # uint32: a JSON number
     assert client.post("/v3/maintenance/alarm", {"action": "GET"})[0] == 200
     assert client.post("/v3/auth/status", {})[0] == 200
     status, locked = client.post("/v3/lock/lock", {"name": b64("gwlock")})
