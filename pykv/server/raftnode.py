@@ -169,7 +169,8 @@ class RaftNode:
         if request is not None:
             self.decoded[request_id] = request
         self._proposals.append((kind, request_id, body))
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
         return future
 
     def propose_internal(self, kind: int, request) -> None:
@@ -185,7 +186,8 @@ class RaftNode:
         future = self._loop.create_future()
         self._read_deadlines.append((self._loop.time() + self.request_timeout_s, future))
         self._reads.append(future)
-        self._wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
         return future
 
     def step(self, message: Message) -> None:
@@ -280,6 +282,9 @@ class RaftNode:
                 next_tick += self._tick_s
                 if next_tick < now:  # we fell behind (a long fsync): do not tick in a burst
                     next_tick = now + self._tick_s
+                # Housekeeping (lease expiry, compaction steps, snapshots) must
+                # also run on an idle node, which produces no Ready.
+                self._after_apply()
             messages = self._messages
             while messages:
                 node.step(messages.popleft())

@@ -252,3 +252,33 @@ def test_grpc_health_service_reports_serving(channel):
 
     answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_an_expired_lease_deletes_its_keys_on_an_idle_server(channel, kv):
+    """Lease expiry must not wait for unrelated traffic to wake the node."""
+    import time
+
+    lease = rpc_pb2_grpc.LeaseStub(channel)
+    lease_id = lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=2), timeout=10).ID
+    put(kv, b"/idle/expiring", lease=lease_id)
+    watch = WatchClient(channel)
+    try:
+        watch.send(create_request=rpc_pb2.WatchCreateRequest(key=b"/idle/expiring"))
+        assert watch.next().created
+        started = time.monotonic()
+        event = watch.next(timeout=8).events[0]
+        assert event.type == 1 and event.kv.key == b"/idle/expiring"
+        assert time.monotonic() - started < 5
+    finally:
+        watch.close()
+
+
+def test_physical_compaction_answers_once_the_history_is_gone(kv):
+    for i in range(2000):
+        put(kv, b"/phys/k", b"v%d" % i)
+    revision = put(kv, b"/phys/k", b"last")
+    import time
+
+    started = time.monotonic()
+    kv.Compact(rpc_pb2.CompactionRequest(revision=revision, physical=True), timeout=30)
+    assert time.monotonic() - started < 20

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 
+from pykv import errors
 from pykv.api.etcdserverpb import rpc_pb2
 from pykv.engine.requests import Kind
 from pykv.mvcc import requests as checks
 from pykv.server.v3rpc.context import ServerContext
 
 RAW = frozenset({"Range", "Put", "DeleteRange", "Txn", "Compact"})
+PHYSICAL_COMPACTION_WAIT_S = 60.0
 
 
 def txn_is_read_only(txn: rpc_pb2.TxnRequest) -> bool:
@@ -103,9 +105,10 @@ class KVService:
         response = await ctx.core.propose(Kind.COMPACTION, raw, req)
         if req.physical:
             # etcd answers a physical compaction once the history is gone.
-            store = ctx.store
-            await asyncio.get_running_loop().run_in_executor(
-                None, store.wait_compacted, req.revision, 60.0)
+            done = await asyncio.get_running_loop().run_in_executor(
+                None, ctx.store.wait_compacted, req.revision, PHYSICAL_COMPACTION_WAIT_S)
+            if not done:
+                raise errors.Timeout("physical compaction still running")
         return response
 
 
