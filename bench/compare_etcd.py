@@ -3,7 +3,7 @@
 
     python bench/compare_etcd.py                 # (make bench-compare) ~15 minutes
     python bench/compare_etcd.py --no-check-perf --duration 3 --rounds 2
-    python bench/compare_etcd.py --pykv-args '--frontends 2'
+    python bench/compare_etcd.py --pykv-args '--grpc-server grpcio'
 
 Two parts, both run against a fresh ``pykv serve`` and a fresh etcd from PATH
 with the same settings (single member, fsync on, data in the same temp

@@ -94,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write report.md and PNG plots into this directory")
     parser.add_argument("--etcd-binary", default="etcd", help="etcd to start for side 'etcd'")
     parser.add_argument("--pykv-args", default="",
-                        help="extra flags for a pykv serve started here (e.g. '--frontends 2')")
+                        help="extra flags for a pykv serve started here (e.g. '--max-txn-ops 256')")
     parser.add_argument("--etcd-args", default="", help="extra flags for an etcd started here")
     # etcd's published performance matrix uses 8-byte keys and 256-byte values.
     parser.set_defaults(val_size=256, key_space=100000)

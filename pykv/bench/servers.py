@@ -131,7 +131,7 @@ def start(kind: str, data_dir: pathlib.Path | None = None, *, binary: str = "etc
     """Start ``kind`` ("etcd" or "pykv") with a fresh data directory; wait until it serves.
 
     ``extra_args`` go at the end of the server's command line (e.g. pykv's
-    ``--frontends 2`` or etcd's ``--quota-backend-bytes``).
+    ``--grpc-server grpcio`` or etcd's ``--quota-backend-bytes``).
 
     With ``tls`` the client port speaks TLS, and ``client_tls`` is what the
     readiness probe (and so the caller's clients) must present. The caller must

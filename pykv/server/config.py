@@ -68,9 +68,6 @@ class ServerConfig:
     log_level: str = "info"
     log_outputs: list[str] = field(default_factory=lambda: ["stderr"])
     unsafe_no_fsync: bool = False
-    # pykv's own: gRPC front-end processes sharing the client port (0: the
-    # core process serves gRPC itself). See pykv/server/ipc.py for why.
-    frontends: int = 0
     # pykv's own: which gRPC server answers plaintext client URLs: "native"
     # (HTTP/2 in C, pykv/server/h2server.py) or "grpcio". TLS URLs always
     # use grpcio. PYKV_GRPC_SERVER sets the default (the e2e suite runs both).
@@ -143,8 +140,6 @@ class ServerConfig:
             raise ConfigError("--max-request-bytes must be > 0")
         if self.max_txn_ops <= 0:
             raise ConfigError("--max-txn-ops must be > 0")
-        if not 0 <= self.frontends <= 64:
-            raise ConfigError("--frontends must be between 0 and 64")
         if self.grpc_server not in ("native", "grpcio"):
             raise ConfigError(f"--grpc-server: {self.grpc_server!r} is not native or grpcio")
         for flag, value in (("--grpc-keepalive-min-time", self.grpc_keepalive_min_time_s),
@@ -163,7 +158,16 @@ class ServerConfig:
             raise ConfigError("--client-cert-auth needs --trusted-ca-file")
         if bool(self.client_tls.cert_file) != bool(self.client_tls.key_file):
             raise ConfigError("--cert-file and --key-file go together")
-        self.initial_cluster_map()
+        members = self.initial_cluster_map()
+        if len(members) > 1 or self.initial_cluster_state == "existing":
+            raise ConfigError(
+                f"--initial-cluster names {len(members)} members / --initial-cluster-state is "
+                f"{self.initial_cluster_state!r}: this version of pykv serves one member; "
+                "peer replication (--listen-peer-urls) is not built yet, and starting members "
+                "alone would make separate clusters")
+        if self.client_tls.auto_tls or self.peer_tls.auto_tls:
+            raise ConfigError("--auto-tls is not supported: give --cert-file and --key-file")
+        parse_retention(self.auto_compaction_mode, self.auto_compaction_retention)
         if any(urllib.parse.urlparse(u).scheme == "https" for u in self.listen_client_urls) \
                 and not self.client_tls.enabled:
             raise ConfigError("TLS key/cert (--cert-file, --key-file) must be provided "
@@ -172,15 +176,47 @@ class ServerConfig:
 
 def _check_url(flag: str, url: str) -> None:
     parsed = urllib.parse.urlparse(url)
-    if parsed.scheme not in ("http", "https", "unix", "unixs") or not parsed.netloc:
+    if parsed.scheme in ("unix", "unixs"):
+        raise ConfigError(f"{flag}: URL {url!r}: unix socket URLs are not supported yet")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ConfigError(f"{flag}: URL {url!r} must be http(s)://host:port")
-    if parsed.scheme in ("http", "https"):
+    try:
+        port = parsed.port
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: URL {url!r}: {exc}") from None
+    if port is None:
+        raise ConfigError(f"{flag}: URL {url!r} has no port")
+
+
+_UNITS_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_retention(mode: str, retention: str) -> tuple[str, float]:
+    """etcd's --auto-compaction-mode/--auto-compaction-retention: ("periodic",
+    seconds) or ("revision", revisions); 0 is off. A periodic retention
+    without a unit is in hours, as in etcd ("5" is 5 hours; "30m" 30 minutes)."""
+    text = str(retention).strip()
+    if mode not in ("periodic", "revision"):
+        raise ConfigError(f"--auto-compaction-mode: {mode!r} is not periodic or revision")
+    if mode == "revision":
         try:
-            port = parsed.port
-        except ValueError as exc:
-            raise ConfigError(f"{flag}: URL {url!r}: {exc}") from None
-        if port is None:
-            raise ConfigError(f"{flag}: URL {url!r} has no port")
+            value = int(text)
+        except ValueError:
+            raise ConfigError(f"--auto-compaction-retention: {text!r} is not a revision count") \
+                from None
+        if value < 0:
+            raise ConfigError("--auto-compaction-retention must not be negative")
+        return mode, float(value)
+    try:
+        return mode, float(text) * 3600.0
+    except ValueError:
+        pass
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise ConfigError(f"--auto-compaction-retention: {text!r} is not a duration (e.g. 1h, 30m)")
+    return mode, sum(float(n) * _UNITS_S[u] for n, u in parts)
 
 
 # ---------------------------------------------------------------------------
@@ -218,17 +254,16 @@ _FLAGS: dict[str, tuple[str, str, str]] = {
     "pre-vote": ("pre_vote", "bool", "enable the raft Pre-Vote algorithm"),
     "strict-reconfig-check": ("strict_reconfig_check", "bool",
                               "reject reconfiguration requests that would cause quorum loss"),
-    "max-snapshots": ("max_snapshots", "int", "maximum number of snapshot files to retain"),
-    "max-wals": ("max_wals", "int", "maximum number of wal files to retain"),
+    "max-snapshots": ("max_snapshots", "int", "accepted for etcd compatibility; pykv keeps "
+                      "one snapshot marker in the WAL"),
+    "max-wals": ("max_wals", "int", "accepted for etcd compatibility; pykv removes WAL files "
+                 "wholly before each snapshot"),
     "auto-compaction-mode": ("auto_compaction_mode", "str", "periodic or revision"),
     "auto-compaction-retention": ("auto_compaction_retention", "str",
                                   "auto compaction retention (0 = off)"),
     "log-level": ("log_level", "str", "debug, info, warn, error, panic, or fatal"),
     "log-outputs": ("log_outputs", "urls", "stderr, stdout, or a file path"),
     "unsafe-no-fsync": ("unsafe_no_fsync", "bool", "disables fsync, unsafe, will cause data loss"),
-    "frontends": ("frontends", "int",
-                  "pykv: gRPC front-end processes sharing the client port (0: none, the "
-                  "server process answers gRPC itself)"),
     "grpc-server": ("grpc_server", "str",
                     "pykv: native (HTTP/2 in C) or grpcio, for plaintext client URLs"),
     "grpc-keepalive-min-time": ("grpc_keepalive_min_time_s", "duration",

@@ -67,7 +67,11 @@ class Core:
     def start(self) -> None:
         config = self.config
         self._lock.acquire()
-        self.wal = WAL.open(self.data_dir.wal, unsafe_no_fsync=config.unsafe_no_fsync)
+        wal_dir = self.data_dir.wal
+        if config.wal_dir:  # --wal-dir: the WAL on a device of its own, as etcd allows
+            wal_dir = config.wal_dir
+            layout.make_dirs(wal_dir)
+        self.wal = WAL.open(wal_dir, unsafe_no_fsync=config.unsafe_no_fsync)
         recovery = self.wal.recovery
         if recovery.bytes_cut:
             log.warning("WAL torn tail cut", extra={"fields": {

@@ -81,6 +81,7 @@ def _client_port_http(config: config_mod.ServerConfig, core, methods):
 
 
 async def serve(config: config_mod.ServerConfig) -> None:
+    from pykv.server.compactor import AutoCompactor
     from pykv.server.core import Core
     from pykv.server import grpc_server
     from pykv.server.services import build_methods
@@ -91,44 +92,43 @@ async def serve(config: config_mod.ServerConfig) -> None:
     core.start()
     server = None
     native = None
-    pool = None
     client_http = None
     metrics_http = None
     try:
         methods, _ = build_methods(config, core)
-        if config.frontends:
-            from pykv.server.frontends import FrontendPool
+        from pykv.server import h2server
 
-            pool = FrontendPool(config, methods)
-            await pool.start()
-        else:
-            from pykv.server import h2server
-
-            if config.grpc_server == "native" and not h2server.supported():
-                log.warning("the native gRPC server needs Linux (epoll); serving gRPC with "
-                            "grpcio, without HTTP/1 on the client port")
-            native_urls, grpcio_urls = h2server.split_client_urls(
-                config.listen_client_urls, config.grpc_server)
-            if native_urls:
-                client_http = _client_port_http(config, core, methods)
-                native = h2server.NativeServer(
-                    methods, max_receive_bytes=config.grpc_max_receive_bytes,
-                    http1=client_http.accept, **_keepalive_limits(config))
-                for url in native_urls:
-                    native.add_url(url)
-                await native.start()
-            if grpcio_urls:
-                server = grpc_server.build(
-                    dataclasses.replace(config, listen_client_urls=grpcio_urls),
-                    grpc_handlers(methods))
-                await server.start()
+        if config.grpc_server == "native" and not h2server.supported():
+            log.warning("the native gRPC server needs Linux (epoll); serving gRPC with "
+                        "grpcio, without HTTP/1 on the client port")
+        native_urls, grpcio_urls = h2server.split_client_urls(
+            config.listen_client_urls, config.grpc_server)
+        if native_urls:
+            client_http = _client_port_http(config, core, methods)
+            native = h2server.NativeServer(
+                methods, max_receive_bytes=config.grpc_max_receive_bytes,
+                http1=client_http.accept, **_keepalive_limits(config))
+            for url in native_urls:
+                native.add_url(url)
+            await native.start()
+        if grpcio_urls:
+            server = grpc_server.build(
+                dataclasses.replace(config, listen_client_urls=grpcio_urls),
+                grpc_handlers(methods))
+            await server.start()
         if config.listen_metrics_urls:
             from pykv.server import http
 
             metrics_http = await http.start(core, config.listen_metrics_urls, methods)
+        compactor = AutoCompactor(core, config.auto_compaction_mode,
+                                  config.auto_compaction_retention)
+        compactor.start()
+        if config.effective_quota_backend_bytes > config_mod.MAX_QUOTA_BACKEND_BYTES_WARN:
+            log.warning("quota-backend-bytes is larger than the suggested maximum (8 GiB)",
+                        extra=log_mod.fields(quota=config.effective_quota_backend_bytes))
         log.info("ready to serve client requests", extra=log_mod.fields(
             urls=config.listen_client_urls, member_id=f"{core.member_id:x}",
-            frontends=config.frontends, grpc_server=config.grpc_server))
+            grpc_server=config.grpc_server))
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
@@ -137,8 +137,6 @@ async def serve(config: config_mod.ServerConfig) -> None:
     finally:
         if metrics_http is not None:
             await metrics_http.close()
-        if pool is not None:
-            await pool.stop()
         if native is not None:
             await native.stop(SHUTDOWN_GRACE_S)
         if client_http is not None:

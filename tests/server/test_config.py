@@ -74,6 +74,13 @@ def test_config_file_uses_etcds_yaml_keys_and_ignores_the_flags(tmp_path):
     (["--client-cert-auth"], "needs --trusted-ca-file"),
     (["--listen-client-urls", "https://127.0.0.1:2379"], "must be provided"),
     (["--log-level", "loud"], "unknown level"),
+    (["--name", "a", "--initial-cluster", "a=http://h1:2380,b=http://h2:2380"],
+     "serves one member"),
+    (["--initial-cluster-state", "existing"], "serves one member"),
+    (["--listen-client-urls", "unix://localhost:2379"], "unix socket URLs are not supported"),
+    (["--auto-tls"], "--auto-tls is not supported"),
+    (["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"],
+     "is not a revision count"),
 ])
 def test_bad_values_are_refused_with_a_message_naming_the_flag(argv, message):
     with pytest.raises(cfg.ConfigError, match=re.escape(message)):
@@ -88,7 +95,7 @@ def test_serve_exits_2_with_the_reason_on_a_bad_flag(tmp_path):
 
 
 def test_config_survives_the_trip_to_a_front_end_process():
-    config = parse(["--name", "n1", "--cert-file", "/c", "--key-file", "/k", "--frontends", "2"])
+    config = parse(["--name", "n1", "--cert-file", "/c", "--key-file", "/k", "--max-txn-ops", "9"])
     assert cfg.from_json(cfg.to_json(config)) == config
 
 
