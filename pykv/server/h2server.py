@@ -13,7 +13,7 @@ a Task, unless the method offers ``fast(raw_request) -> bytes | Future |
 None``: the response (bytes or a message), a future of it, or None to
 decline (the call then runs ``fn`` in a Task, e.g. when it must wait on
 something first); it may raise an ``EtcdError``. Then no Task is made. ``EtcdError`` becomes etcd's gRPC status and exact message, a
-request that does not parse INVALID_ARGUMENT, anything else UNKNOWN (and a
+request that does not parse INTERNAL, anything else UNKNOWN (and a
 log line), as ``pykv.server.v3rpc`` does for grpcio.
 
 Streaming responses are sent as the handler yields them; a stream with more
@@ -42,10 +42,8 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
-from pykv import errors
 from pykv._binding import check, ffi, lib
+from pykv.server.v3rpc import status_of as v3rpc_status_of
 
 log = logging.getLogger("pykv.server.h2")
 
@@ -89,13 +87,10 @@ def supported() -> bool:
 
 
 def status_of(exc: BaseException) -> tuple[int, str]:
-    """The gRPC status and message a handler's exception becomes."""
-    if isinstance(exc, errors.EtcdError):
-        return STATUS_CODES.get(exc.code, 2), exc.message
-    if isinstance(exc, DecodeError):
-        return STATUS_CODES["INVALID_ARGUMENT"], f"grpc: error unmarshalling request: {exc}"
-    log.error("request failed", exc_info=exc)
-    return STATUS_CODES["UNKNOWN"], f"pykv: {type(exc).__name__}: {exc}"
+    """The gRPC status number and message a handler's exception becomes
+    (the mapping itself is ``pykv.server.v3rpc.status_of``, shared)."""
+    code, message = v3rpc_status_of(exc)
+    return STATUS_CODES.get(code, 2), message
 
 
 class CallContext:

@@ -80,3 +80,14 @@ def test_txn_success_and_failure_branches_match_etcd(pykv_twin, etcd_twin):
     assert mine == normalize(json.loads(theirs.stdout))
     # etcdctl's JSON omits a false "succeeded".
     assert "succeeded" not in mine and len(mine["responses"]) == 2
+
+
+def test_read_only_txn_matches_etcd(pykv_twin, etcd_twin):
+    for server in (pykv_twin, etcd_twin):
+        etcdctl(server.endpoint, "put", "/ro/a", "1")
+        etcdctl(server.endpoint, "put", "/ro/b", "2")
+    script = b'value("/ro/a") = "1"\n\nget /ro/a\nget /ro/ --prefix --keys-only\n\nget /ro/b\n\n'
+    ours, theirs = both(pykv_twin, etcd_twin, "txn", "-w", "json", input=script)
+    mine = normalize(json.loads(ours.stdout))
+    assert mine == normalize(json.loads(theirs.stdout))
+    assert mine["succeeded"] is True and len(mine["responses"]) == 2

@@ -4,7 +4,7 @@ Every handler has the same shape (etcd's v3rpc/key.go): validate, call,
 fill the header, map errors. ``service_handler`` turns a servicer object into
 a grpc generic handler and does the error mapping once: an ``EtcdError``
 becomes etcd's gRPC status (code and exact message), a request that does not
-parse becomes INVALID_ARGUMENT, and anything else is logged and answered
+parse becomes INTERNAL (as grpc-go answers it), and anything else is logged and answered
 with UNKNOWN, never a crashed server.
 
 Hot unary methods take and return raw bytes (``RAW``): the handler parses
@@ -26,14 +26,23 @@ from pykv import errors
 log = logging.getLogger("pykv.server.v3rpc")
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+def status_of(exc: BaseException) -> tuple[str, str]:
+    """The gRPC status (a ``grpc.StatusCode`` name) and message a handler's
+    exception becomes, for every server pykv has (grpcio, native, gateway):
+    etcd's code and exact text for an EtcdError, grpc-go's INTERNAL
+    "error unmarshalling request" for bytes that do not parse, UNKNOWN (and
+    a log line) for anything else."""
     if isinstance(exc, errors.EtcdError):
-        await context.abort(grpc.StatusCode[exc.code], exc.message)
+        return exc.code, exc.message
     if isinstance(exc, DecodeError):
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                            f"grpc: error unmarshalling request: {exc}")
+        return "INTERNAL", f"grpc: error unmarshalling request: {exc}"
     log.error("request failed", exc_info=exc)
-    await context.abort(grpc.StatusCode.UNKNOWN, f"pykv: {type(exc).__name__}: {exc}")
+    return "UNKNOWN", f"pykv: {type(exc).__name__}: {exc}"
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    code, message = status_of(exc)
+    await context.abort(grpc.StatusCode[code], message)
 
 
 def _unary(fn: Callable) -> Callable:

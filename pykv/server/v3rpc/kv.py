@@ -13,20 +13,12 @@ from pykv import errors
 from pykv.api.etcdserverpb import rpc_pb2
 from pykv.engine.requests import Kind
 from pykv.mvcc import requests as checks
+from pykv.mvcc.reads import txn_writes
+from pykv.server.responses import txn_message
 from pykv.server.v3rpc.context import ServerContext
 
 RAW = frozenset({"Range", "Put", "DeleteRange", "Txn", "Compact"})
 PHYSICAL_COMPACTION_WAIT_S = 60.0
-
-
-def txn_is_read_only(txn: rpc_pb2.TxnRequest) -> bool:
-    for op in (*txn.success, *txn.failure):
-        which = op.WhichOneof("request")
-        if which in ("request_put", "request_delete_range"):
-            return False
-        if which == "request_txn" and not txn_is_read_only(op.request_txn):
-            return False
-    return True
 
 
 class KVService:
@@ -86,11 +78,16 @@ class KVService:
         ctx.check_size(raw)
         req = rpc_pb2.TxnRequest.FromString(raw)
         checks.check_txn(req, ctx.config.max_txn_ops)
-        if not txn_is_read_only(req) and ctx.core.quota_exceeded(len(raw)):
+        if not txn_writes(req):
+            # etcd serves a read-only txn without Raft: after the ReadIndex
+            # barrier, from the local store.
+            return chain(ctx.core.read_barrier(), lambda _: self._read_txn(req))
+        if ctx.core.quota_exceeded(len(raw)):
             return None
-        # A read-only txn goes through the log as well: it is rare on the hot
-        # path, and the log orders it with the writes around it.
         return ctx.core.propose(Kind.TXN, raw, req)
+
+    def _read_txn(self, req) -> bytes:
+        return txn_message(self.ctx.headers, self.ctx.store.txn_read(req)).SerializeToString()
 
     async def Txn(self, raw: bytes, context) -> bytes:
         future = self.Txn_fast(raw)

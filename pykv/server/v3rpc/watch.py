@@ -27,6 +27,7 @@ from pykv.server.v3rpc.context import ServerContext
 log = logging.getLogger("pykv.server.watch")
 
 INVALID_WATCH_ID = -1
+OUT_QUEUE_MAX = 128  # responses waiting for one client stream (etcd's chanBufLen)
 ERR_DUPLICATE_WATCH_ID = "mvcc: duplicate watch ID provided on the WatchStream"
 
 
@@ -95,11 +96,21 @@ class WatchStream:
         return self.ctx.headers.message(revision)
 
     def _flush(self) -> None:
+        """Move buffered responses to the stream, but never more than
+        ``OUT_QUEUE_MAX`` waiting for a slow client: the rest stay in the
+        hub, whose bounded per-watcher buffers turn a slow watcher into a
+        victim caught up from history later (no event lost, memory bounded)."""
         self._scheduled = False
-        dirty, self._dirty = self._dirty, set()
-        for watcher in dirty:
+        out = self.out
+        while self._dirty and out.qsize() < OUT_QUEUE_MAX:
+            watcher = self._dirty.pop()
             for response in watcher.take():
                 self._send(watcher, response)
+
+    def pulled(self) -> None:
+        """The client took a response: refill if watchers were held back."""
+        if self._dirty and not self._scheduled and self.out.qsize() < OUT_QUEUE_MAX // 2:
+            self._flush()
 
     def _send(self, watcher: Watcher, response: WatchResponse) -> None:
         if self._closed:
@@ -237,6 +248,7 @@ class WatchService:
                 message = await stream.out.get()
                 if message is None:
                     break
+                stream.pulled()
                 yield message
         finally:
             receiver.cancel()
