@@ -33,7 +33,6 @@ REQUEST_TYPES: dict[int, Any] = {
     Kind.LEASE_GRANT: rpc_pb2.LeaseGrantRequest,
     Kind.LEASE_REVOKE: rpc_pb2.LeaseRevokeRequest,
     Kind.ALARM: rpc_pb2.AlarmRequest,
-    Kind.RANGE: rpc_pb2.RangeRequest,
 }
 
 
@@ -65,9 +64,6 @@ def _alarm(w: WriteBatch, req: Any) -> Any:
     return w.alarm(req.action, req.memberID, req.alarm)
 
 
-def _range(w: WriteBatch, req: Any) -> Any:
-    return w.range(req)
-
 
 HANDLERS: dict[int, Callable[[WriteBatch, Any], Any]] = {
     Kind.PUT: _put,
@@ -77,7 +73,6 @@ HANDLERS: dict[int, Callable[[WriteBatch, Any], Any]] = {
     Kind.LEASE_GRANT: _lease_grant,
     Kind.LEASE_REVOKE: _lease_revoke,
     Kind.ALARM: _alarm,
-    Kind.RANGE: _range,
 }
 
 

@@ -56,5 +56,6 @@ def setup(level: str = "info", outputs: list[str] | None = None) -> None:
 
 
 def fields(**values) -> dict:
-    """``log.info("msg", extra=fields(key=value))``."""
-    return {"fields": values}
+    """``log.info("msg", extra=fields(member_id=...))``; keys are written with
+    dashes (``member-id``), as etcd's logs name them."""
+    return {"fields": {key.replace("_", "-"): value for key, value in values.items()}}

@@ -42,6 +42,8 @@ log = logging.getLogger("pykv.server.raft")
 # etcd's "too many requests": committed entries not yet applied beyond this.
 MAX_PENDING_PROPOSALS = 100_000
 SWEEP_INTERVAL_S = 0.25
+SLOW_FDATASYNC_S = 1.0   # etcd warns past 1 s (wal.warnSyncDuration)
+SLOW_APPLY_S = 0.1       # etcd warns past 100 ms (--warning-apply-duration)
 
 
 def dropped_to_etcd(exc: ProposalDropped) -> errors.EtcdError:
@@ -360,13 +362,24 @@ class RaftNode:
         if rd.can_send_before_persist and rd.messages:
             self._send(rd.messages)
             sent = True
+        started = time.monotonic()
         self._persist(rd)
         if rd.must_sync:
             self.stats.syncs += 1
+            took = time.monotonic() - started
+            if took > SLOW_FDATASYNC_S:  # etcd's "slow fdatasync" (wal.go warnSyncDuration)
+                log.warning("slow fdatasync", extra={"fields": {
+                    "took-ms": round(took * 1000, 1), "expected-duration-ms": 1000}})
         if not sent and rd.messages:
             self._send(rd.messages)
         if rd.snapshot is not None or rd.committed_entries:
+            started = time.monotonic()
             results = self._apply(rd)
+            took = time.monotonic() - started
+            if took > SLOW_APPLY_S:  # etcd's "apply request took too long"
+                log.warning("apply request took too long", extra={"fields": {
+                    "took-ms": round(took * 1000, 1), "expected-duration-ms": 100,
+                    "entries": len(rd.committed_entries)}})
             if rd.committed_entries:
                 self.applied_index = rd.committed_entries[-1].index
                 self.stats.entries_applied += len(rd.committed_entries)

@@ -141,6 +141,4 @@ def encode_result(headers: Headers, kind: int, result: Any) -> bytes:
     if kind == Kind.LEASE_REVOKE:
         return rpc_pb2.LeaseRevokeResponse(
             header=headers.message(result.revision)).SerializeToString()
-    if kind == Kind.RANGE:
-        return range_message(headers, result).SerializeToString()
     raise ValueError(f"no response encoding for request kind {kind}")

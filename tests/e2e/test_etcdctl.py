@@ -11,7 +11,11 @@ import time
 
 import pytest
 
-from tests.e2e.harness import etcdctl, etcdctl_json
+import os
+
+from tests.e2e.harness import etcdctl, etcdctl_json, etcdctl_path
+
+ETCDCTL_ENV = dict(os.environ, ETCDCTL_API="3")
 
 
 def test_get_at_an_old_revision_sees_the_old_value(pykv_server):
@@ -40,8 +44,8 @@ def test_compaction_then_read_below_it_is_refused_with_etcds_error(pykv_server):
 
 def _watch(server, *args, events: int):
     process = subprocess.Popen(
-        ["etcdctl", f"--endpoints={server.endpoint}", "watch", *args, "-w", "json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+        [etcdctl_path(), f"--endpoints={server.endpoint}", "watch", *args, "-w", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ETCDCTL_ENV)
     return process
 
 
@@ -99,9 +103,9 @@ def test_lease_grant_keepalive_timetolive_revoke_with_attached_keys(pykv_server)
     ttl = etcdctl_json(endpoint, "lease", "timetolive", lease_hex, "--keys")
     assert ttl["granted-ttl"] == 60 and 0 < ttl["ttl"] <= 60
     assert [base64.b64decode(k) for k in ttl["keys"]] == [b"/lease/k"]
-    kept = subprocess.run(["timeout", "3", "etcdctl", f"--endpoints={endpoint}", "lease",
+    kept = subprocess.run(["timeout", "3", etcdctl_path(), f"--endpoints={endpoint}", "lease",
                            "keep-alive", lease_hex], capture_output=True,
-                          env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+                          env=ETCDCTL_ENV)
     assert f"lease {lease_hex} keepalived with TTL(60)".encode() in kept.stdout
     assert lease_hex in etcdctl(endpoint, "lease", "list").stdout.decode()
     etcdctl(endpoint, "lease", "revoke", lease_hex)
@@ -116,9 +120,9 @@ def test_lock_is_exclusive_and_runs_the_command(pykv_server):
 
 
 def test_elect_proclaims_a_leader_value(pykv_server):
-    process = subprocess.Popen(["etcdctl", f"--endpoints={pykv_server.endpoint}", "elect",
+    process = subprocess.Popen([etcdctl_path(), f"--endpoints={pykv_server.endpoint}", "elect",
                                 "/elect/e2e", "alice"], stdout=subprocess.PIPE,
-                               env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+                               env=ETCDCTL_ENV)
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -126,9 +130,9 @@ def test_elect_proclaims_a_leader_value(pykv_server):
             if listed.get("kvs"):
                 break
             time.sleep(0.1)
-        observed = subprocess.run(["timeout", "3", "etcdctl", f"--endpoints={pykv_server.endpoint}",
+        observed = subprocess.run(["timeout", "3", etcdctl_path(), f"--endpoints={pykv_server.endpoint}",
                                    "elect", "-l", "/elect/e2e"], capture_output=True,
-                                  env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+                                  env=ETCDCTL_ENV)
         assert b"alice" in observed.stdout
     finally:
         process.terminate()
