@@ -41,6 +41,9 @@ _KMAX = s.KV_KEY_MAX
 _HIST_LONG_AT = s.HIST_KEY_MAX + s.REV_BYTES  # hist keys longer than this are long-form
 _lease_id_bytes = s.lease_id_bytes
 
+#: DeleteRanges of at least this many keys take the bulk path (``_delete_many``).
+BULK_DELETE_MIN = 32
+
 #: A change: (main, sub, key, new record or None for a delete, previous record or None).
 Change = tuple[int, int, bytes, "bytes | None", "bytes | None"]
 
@@ -284,10 +287,57 @@ class WriteBatch:
 
     def _apply_delete_range(self, req: Any) -> t.DeleteRangeResult:
         pairs = reads.live_pairs(self._txn, self._tables, req.key, req.range_end)
-        for key, rec in pairs:
-            self._write_delete(key, rec)
+        if len(pairs) >= BULK_DELETE_MIN:
+            self._delete_many(pairs)
+        else:
+            for key, rec in pairs:
+                self._write_delete(key, rec)
         prev_kvs = [reads.kv_of(k, rec) for k, rec in pairs] if req.prev_kv else []
         return t.DeleteRangeResult(self._read_revision(), len(pairs), prev_kvs)
+
+    def _delete_many(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        """``_write_delete`` for every (key, live record) of ``pairs`` (in
+        ``kv`` order, as a scan returns them), with the per-key work done once
+        and the LMDB work in bulk: one cursor walking ``kv`` deleting as it
+        goes, the ``hist`` records in one ``putmulti`` (in key order, so that
+        LMDB mostly finds the leaf page it is on), the change log appended
+        in one call. etcdctl check perf ends with a DeleteRange of ~200,000
+        keys: 1.4-1.9x faster than key by key, within 10 % of raw LMDB doing
+        the same table work (bench/test_mvcc.py)."""
+        txn, tables = self._txn, self._tables
+        main, sub = self._main, self._sub
+        hist_items: list[tuple[bytes, bytes]] = []
+        rev_items: list[tuple[bytes, bytes]] = []
+        changes = self._changes
+        hist_add, rev_add, change_add = hist_items.append, rev_items.append, changes.append
+        lease_keys: list[bytes] = []
+        cursor = txn.cursor(tables.kv)
+        hist_prefix, hist_record = s.hist_prefix, self._hist_record
+        for key, old_rec in pairs:
+            kkey = key if len(key) <= _KMAX else s.kv_key(key)
+            if cursor.key() != kkey and not cursor.set_key(kkey):
+                raise errors.StorageError(f"key {key!r} vanished from the kv table mid-delete")
+            cursor.delete()  # and on to the next key: no search from the root
+            prefix = hist_prefix(key)
+            long_hist = len(prefix) > _HIST_LONG_AT - s.REV_BYTES
+            _c, mod, _v, lease, old_sub, extra = _HDR_unpack(old_rec)
+            old_hkey = prefix + _REV_pack(mod, old_sub)
+            hist_add((old_hkey, hist_record(key, old_hkey, old_rec)
+                      if extra or long_hist else old_rec))
+            rev = _REV_pack(main, sub)
+            hist_add((prefix + rev, _HDR_pack(0, main, 0, 0, sub, len(key)) + key if long_hist
+                      else _HDR_pack(0, main, 0, 0, sub, 0)))  # the tombstone
+            rev_add((rev, key))
+            if lease:
+                lease_keys.append(_lease_id_bytes(lease) + kkey)
+            change_add((main, sub, key, None, old_rec))
+            sub += 1
+        self._sub = sub
+        hist_items.sort()  # long keys' digest groups aside, already in order
+        txn.cursor(tables.hist).putmulti(hist_items)
+        txn.cursor(tables.rev).putmulti(rev_items, append=True)
+        for lease_key in lease_keys:
+            txn.delete(lease_key, db=tables.lease_keys)
 
     # --- Range inside the batch (reads its own writes) ----------------------------------------
 
