@@ -15,10 +15,13 @@ from array import array
 from operator import itemgetter
 
 from pykv._binding import check, ffi, lib
+from pykv.mvcc import schema as s
 
 _local = threading.local()
 _KEY = itemgetter(0)
 _RECORD = itemgetter(1)
+_HB = s.HDR_BYTES
+_KMAX = s.KV_KEY_MAX
 
 
 def _buffer(size: int) -> bytearray:
@@ -32,7 +35,12 @@ def encode_kvs(pairs: list[tuple[bytes, bytes]], keys_only: bool = False) -> byt
     if not pairs:
         return b""
     keys = list(map(_KEY, pairs))
-    records = list(map(_RECORD, pairs))
+    if keys_only:
+        # No value goes out: join the record headers only (a long key's record
+        # whole, its header says where the stored key ends), not every value.
+        records = [rec if len(key) > _KMAX else rec[:_HB] for key, rec in pairs]
+    else:
+        records = list(map(_RECORD, pairs))
     key_blob = b"".join(keys)
     rec_blob = b"".join(records)
     key_lens = array("I", map(len, keys))

@@ -402,6 +402,18 @@ def test_range_raw_is_the_protobuf_range_response(store, apply):
     assert _fields(_fields(keys_only.kvs_wire)[0][1]) == [(1, b"b"), (2, 3), (3, 3), (4, 1)]
 
 
+def test_range_raw_keys_only_sends_no_value_for_short_or_long_keys(store, apply):
+    from pykv.api.etcdserverpb import rpc_pb2
+
+    apply.put(PutRequest(b"L" * 600, b"long value", lease=0))
+    apply.put(PutRequest(b"a", b"x" * 3000))
+    apply.put(PutRequest(b"a", b"y"))
+    raw = store.range_raw(RangeRequest(b"\x00", b"\x00", keys_only=True))
+    answer = rpc_pb2.RangeResponse.FromString(raw.response_bytes(b""))
+    assert [(kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version)
+            for kv in answer.kvs] == [(b"L" * 600, b"", 2, 2, 1), (b"a", b"", 3, 4, 2)]
+
+
 def test_range_kvs_is_a_lazy_sequence_with_fast_item_access(store, apply):
     apply.put(PutRequest(b"a", b"1"))
     apply.put(PutRequest(b"L" * 600, b"long"))  # a long key: its record carries the key
