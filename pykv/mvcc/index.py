@@ -12,6 +12,7 @@ collecting and sorting by full key so that the order stays exact.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import operator
 from typing import Iterator
@@ -26,6 +27,7 @@ _HB = s.HDR_BYTES
 _RB = s.REV_BYTES
 _KMAX = s.KV_KEY_MAX
 _first = operator.itemgetter(0)
+_COUNT_CHUNK = 1024
 
 
 class Tables:
@@ -162,25 +164,45 @@ def scan_live(txn: lmdb.Transaction, tables: Tables, start: bytes, end: bytes | 
 
 
 def count_live(txn: lmdb.Transaction, tables: Tables, start: bytes, end: bytes | None) -> int:
-    """The number of live keys in [start, end)."""
+    """The number of live keys in [start, end).
+
+    Counts whichever side is smaller: the keys inside, or the keys outside
+    (below ``start`` and from ``end`` on) subtracted from the table's entry
+    count, walking both a chunk at a time until one side ends. A prefix
+    holding most of the store (etcdctl check perf's keys) costs as little as
+    a prefix holding few. Chunks are listed and bisected at C speed."""
     if start == b"\x00" and end is None:
         return txn.stat(tables.kv)["entries"]
     if len(start) > _KMAX or (end is not None and len(end) > _KMAX):
         return len(scan_live(txn, tables, start, end))
     lo, hi = s.kv_bounds(start, end)
-    cur = txn.cursor(tables.kv)
-    if not cur.set_range(lo):
+    inside_cur = txn.cursor(tables.kv)
+    if not inside_cur.set_range(lo):
         return 0
-    n = 0
-    if hi is None:
-        for _ in cur.iternext(values=False):
-            n += 1
-        return n
-    for k in cur.iternext(values=False):
-        if k >= hi:
-            break
-        n += 1
-    return n
+    inside = inside_cur.iternext(values=False)
+    below_cur = txn.cursor(tables.kv)
+    below_cur.set_range(lo)
+    below = below_cur.iterprev(values=False)
+    next(below)  # the first key at or after lo: not below it
+    above_cur = txn.cursor(tables.kv)
+    above = above_cur.iternext(values=False) if hi is not None and above_cur.set_range(hi) \
+        else iter(())
+    count = outside = 0
+    outside_left = [below, above]
+    while True:
+        chunk = list(itertools.islice(inside, _COUNT_CHUNK))
+        if hi is not None and chunk and chunk[-1] >= hi:
+            return count + bisect.bisect_left(chunk, hi)
+        count += len(chunk)
+        if len(chunk) < _COUNT_CHUNK:
+            return count
+        for side in list(outside_left):
+            n = len(list(itertools.islice(side, _COUNT_CHUNK)))
+            outside += n
+            if n < _COUNT_CHUNK:
+                outside_left.remove(side)
+        if not outside_left:
+            return txn.stat(tables.kv)["entries"] - outside
 
 
 def scan_at(txn: lmdb.Transaction, tables: Tables, start: bytes, end: bytes | None,
