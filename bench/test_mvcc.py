@@ -353,3 +353,161 @@ def test_snapshot_write_and_restore(benchmark, workdir):
                 rounds=3, unit="keys/s")
     finally:
         store.close()
+
+
+# --- DeleteRange of ~200,000 keys (etcdctl check perf --load=l's last request) ---------------
+
+BIG_KEYS = int(os.environ.get("PYKV_BENCH_DELETE_KEYS", "200000"))
+BIG_VALUE = b"v" * 1024
+
+
+def big_key(i: int) -> bytes:
+    """256-byte keys under one prefix, as etcdctl check perf writes them."""
+    prefix = b"/etcdctl-check-perf/"
+    return prefix + (b"%010d" % i).rjust(256 - len(prefix), b"0")
+
+
+@pytest.fixture(scope="module")
+def big_stores(workdir):
+    """Makers of a fresh store and of a fresh raw LMDB environment, each
+    holding BIG_KEYS keys under one prefix; the prefix's bounds."""
+    counter = [0]
+    lo, hi = big_key(0)[:20], big_key(0)[:19] + b"0"
+
+    def fresh_store() -> Store:
+        counter[0] += 1
+        store = Store.open(os.path.join(workdir, f"delete{counter[0]}.db"), durability="none")
+        for start in range(0, BIG_KEYS, 5_000):
+            with store.write(store.applied_index + 1) as w:
+                for i in range(start, min(BIG_KEYS, start + 5_000)):
+                    w.put(PutRequest(big_key(i), BIG_VALUE))
+        return store
+
+    def fresh_raw() -> tuple[lmdb.Environment, object, object, object]:
+        counter[0] += 1
+        env = lmdb.open(os.path.join(workdir, f"delete-raw{counter[0]}.db"), subdir=False,
+                        map_size=8 << 30, sync=False, max_dbs=4, readahead=False,
+                        meminit=False)
+        kv, hist, rev = (env.open_db(name) for name in (b"kv", b"hist", b"rev"))
+        record = b"h" * 40 + BIG_VALUE
+        for start in range(0, BIG_KEYS, 5_000):
+            with env.begin(write=True, db=kv) as txn:
+                for i in range(start, min(BIG_KEYS, start + 5_000)):
+                    txn.put(big_key(i), record)
+        return env, kv, hist, rev
+
+    return fresh_store, fresh_raw, lo, hi
+
+
+def test_delete_range_200k_keys(benchmark, big_stores):
+    """One DeleteRange over 200,000 keys (256-byte keys, 1 KiB values) applied
+    in one batch, beside raw LMDB doing the same table work with the least
+    Python: scan the live table, delete each key, put the moved versions and
+    the tombstones into a history table, append the change log. Variant: the
+    same delete key by key (pykv before its bulk path). Best of 3 each."""
+    from pykv.mvcc import DeleteRangeRequest, write
+
+    fresh_store, fresh_raw, lo, hi = big_stores
+
+    def timed_delete(bulk: bool) -> float:
+        store = fresh_store()
+        saved = write.BULK_DELETE_MIN
+        write.BULK_DELETE_MIN = saved if bulk else 1 << 62
+        try:
+            start = time.perf_counter()
+            with store.write(store.applied_index + 1) as w:
+                assert w.delete_range(DeleteRangeRequest(lo, hi)).deleted == BIG_KEYS
+            return time.perf_counter() - start
+        finally:
+            write.BULK_DELETE_MIN = saved
+            store.close()
+
+    def timed_raw_delete() -> float:
+        env, kv, hist, rev = fresh_raw()
+        try:
+            start = time.perf_counter()
+            with env.begin(write=True) as txn:
+                cur = txn.cursor(kv)
+                cur.set_range(lo)
+                pairs = []
+                for key, value in cur.iternext():
+                    if key >= hi:
+                        break
+                    pairs.append((key, value))
+                for key, _ in pairs:
+                    txn.delete(key, db=kv)
+                moved = []
+                for n, (key, value) in enumerate(pairs):
+                    moved.append((key + b"\x00\x01" + b"r" * 16, value))
+                    moved.append((key + b"\x00\x01" + b"%016d" % n, b"t" * 40))
+                txn.cursor(hist).putmulti(moved)
+                txn.cursor(rev).putmulti([(b"%016d" % n, key) for n, (key, _) in
+                                          enumerate(pairs)], append=True)
+            return time.perf_counter() - start
+        finally:
+            env.close()
+
+    best = {"pykv": 1e9, "reference": 1e9, "key by key": 1e9}
+    for _ in range(2):
+        best["pykv"] = min(best["pykv"], timed_delete(bulk=True))
+        best["reference"] = min(best["reference"], timed_raw_delete())
+        best["key by key"] = min(best["key by key"], timed_delete(bulk=False))
+    best["pykv"] = min(best["pykv"], benchmark.pedantic(timed_delete, args=(True,), rounds=1,
+                                                        iterations=1))
+    best["reference"] = min(best["reference"], timed_raw_delete())
+    ratio = best["reference"] / best["pykv"]
+    print(f"\nDeleteRange of {BIG_KEYS:,} keys: pykv {best['pykv']:.2f} s, reference "
+          f"{best['reference']:.2f} s, ratio (reference time / pykv time) {ratio:.2f}; "
+          f"key by key {best['key by key']:.2f} s ({best['key by key'] / best['pykv']:.1f}x "
+          "the bulk path)")
+    benchmark.extra_info.update({"pykv_s": best["pykv"], "reference_s": best["reference"],
+                                 "key_by_key_s": best["key by key"], "ratio": ratio})
+    assert ratio > 0.5
+
+
+@pytest.mark.parametrize("what", ["count_only", "keys_only"])
+def test_range_over_200k_keys(benchmark, big_stores, what):
+    """A count_only Range (pykv counts the smaller side of the range) and a
+    keys_only range_raw() over the same 200,000 keys, beside a raw cursor
+    loop doing the least for the same answer (counting keys; collecting keys
+    and record headers)."""
+    fresh_store, fresh_raw, lo, hi = big_stores
+    store = fresh_store()
+    env, kv, _hist, _rev = fresh_raw()
+
+    def raw_count() -> int:
+        with env.begin(db=kv) as txn:
+            cur = txn.cursor()
+            cur.set_range(lo)
+            n = 0
+            for key in cur.iternext(values=False):
+                if key >= hi:
+                    break
+                n += 1
+        return 1
+
+    def raw_keys() -> int:
+        with env.begin(db=kv) as txn:
+            cur = txn.cursor()
+            cur.set_range(lo)
+            out = []
+            for key, value in cur.iternext():
+                if key >= hi:
+                    break
+                out.append((key, value[:40]))
+        return 1
+
+    try:
+        if what == "count_only":
+            request = RangeRequest(lo, hi, count_only=True)
+            compare(benchmark, f"Range count_only over {BIG_KEYS:,} keys",
+                    lambda: store.range(request).count and 1, raw_count, rounds=3,
+                    unit="ranges/s")
+        else:
+            request = RangeRequest(lo, hi, keys_only=True)
+            compare(benchmark, f"Range keys_only over {BIG_KEYS:,} keys, range_raw()",
+                    lambda: store.range_raw(request).count and 1, raw_keys, rounds=3,
+                    unit="ranges/s")
+    finally:
+        store.close()
+        env.close()
