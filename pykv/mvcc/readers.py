@@ -40,7 +40,6 @@ from typing import Callable
 
 import lmdb
 
-from pykv import errors
 from pykv.mvcc import schema as s
 
 _QUIESCE_POLL_S = 0.0005  # rare path (map growth, close, defrag): a short poll is fine
