@@ -46,8 +46,9 @@ def kv_of(key: bytes, rec: bytes) -> t.KeyValue:
 
 
 def select(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
-           compacted: int) -> tuple[Pairs, bool, int]:
-    """(pairs, more, count) for a RangeRequest read as of ``current``."""
+           compacted: int) -> tuple[Pairs, bool, int, bool | None]:
+    """(pairs, more, count, plain) for a RangeRequest read as of ``current``;
+    ``plain``: no record of ``pairs`` holds its key (None: not known)."""
     check_range(req)
     rev = check_revision(req.revision, current, compacted)
     start, end, single = range_bounds(req.key, req.range_end)
@@ -60,6 +61,7 @@ def select(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
     if fetch > 0:
         fetch += 1
 
+    plain = None
     if single:
         rec = (txn.get(s.kv_key(start), db=tables.kv) if rev == current
                else index.get_at(txn, tables, start, rev))
@@ -69,8 +71,8 @@ def select(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
         pairs, count = [], 0
     elif rev == current:
         if req.count_only:
-            return [], False, index.count_live(txn, tables, start, end)
-        pairs = index.scan_live(txn, tables, start, end, fetch)
+            return [], False, index.count_live(txn, tables, start, end), True
+        pairs, plain = index.scan_live_checked(txn, tables, start, end, fetch)
         if fetch and len(pairs) == fetch:
             count = index.count_live(txn, tables, start, end)
         else:
@@ -81,7 +83,7 @@ def select(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
         if fetch:
             del pairs[fetch:]
     if req.count_only:
-        return [], False, count
+        return [], False, count, True
 
     if filters:
         pairs = _filter(pairs, req)
@@ -95,7 +97,7 @@ def select(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
     if req.limit > 0 and len(pairs) > req.limit:
         del pairs[req.limit:]
         more = True
-    return pairs, more, count
+    return pairs, more, count, plain
 
 
 def _filter(pairs: Pairs, req: Any) -> Pairs:
@@ -130,13 +132,12 @@ _SORT_KEYS = {
 
 def execute(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
             compacted: int) -> t.RangeResult:
-    pairs, more, count = select(txn, tables, req, current, compacted)
+    pairs, more, count, plain = select(txn, tables, req, current, compacted)
     if req.keys_only:
         pairs = [(key, rec[:_HB + _HDR_unpack(rec)[5]]) for key, rec in pairs]
     # At the current revision only keys over KV_KEY_MAX have records with the
     # key inside; elsewhere (history) KeyValues checks the records itself.
-    plain = None
-    if not req.revision or req.revision == current:
+    if plain is None and (not req.revision or req.revision == current):
         plain = not pairs or max(map(len, map(_first, pairs))) <= s.KV_KEY_MAX
     return t.RangeResult(t.KeyValues(pairs, plain), more, count, current)
 

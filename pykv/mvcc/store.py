@@ -721,8 +721,8 @@ class Store:
 
         slot, view = self._views.begin()
         try:
-            pairs, more, count = reads.select(view.txn, self._tables, req, view.revision,
-                                              view.compact)
+            pairs, more, count, _plain = reads.select(view.txn, self._tables, req,
+                                                      view.revision, view.compact)
             revision = view.revision
         finally:
             self._views.end(slot, view)

@@ -37,6 +37,13 @@ ALARM_NONE, ALARM_NOSPACE, ALARM_CORRUPT = 0, 1, 2
 ALARM_GET, ALARM_ACTIVATE, ALARM_DEACTIVATE = 0, 1, 2
 
 
+try:  # namedtuple's field descriptor: indexes the tuple in C, no call through a property
+    from _collections import _tuplegetter as _item_getter
+except ImportError:  # pragma: no cover - another Python implementation
+    def _item_getter(index: int, doc: str) -> property:
+        return property(operator.itemgetter(index), doc=doc)
+
+
 class KeyValue(tuple):
     """``mvccpb.KeyValue``, as the tuple ``(key, value, record)``.
 
@@ -58,8 +65,8 @@ class KeyValue(tuple):
              version: int = 0, value: bytes = b"", lease: int = 0) -> KeyValue:
         return cls((key, value, _HDR_pack(create_revision, mod_revision, version, lease, 0, 0)))
 
-    key = property(operator.itemgetter(0), doc="the key")
-    value = property(operator.itemgetter(1), doc="the value (empty with keys_only)")
+    key = _item_getter(0, "the key")
+    value = _item_getter(1, "the value (empty with keys_only)")
 
     @property
     def create_revision(self) -> int:
@@ -138,8 +145,8 @@ class KeyValues(collections.abc.Sequence):
         pairs = self._pairs
         if not self._plain:
             return map(kv_from_pair, pairs)
-        records = list(map(_SECOND, pairs))
-        return map(KeyValue, zip(map(_FIRST, pairs), map(_VALUE_OF, records), records))
+        return map(KeyValue, zip(map(_FIRST, pairs), map(_VALUE_OF, map(_SECOND, pairs)),
+                                 map(_SECOND, pairs)))
 
     def items(self) -> list[tuple[bytes, bytes]]:
         """Just (key, value) pairs, built at C speed: the cheapest way to read

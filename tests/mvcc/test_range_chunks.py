@@ -1,6 +1,7 @@
-"""count_only (``index.count_live``) against a brute-force count: it counts
-whichever side of the range is smaller, chunk by chunk, so the chunk edges
-and both sides get every shape of range."""
+"""Ranges read a chunk at a time, checked against brute force over every
+chunk size: count_only (``index.count_live`` counts whichever side of the
+range is smaller) and the keys of a range (``index._take_below`` lists
+chunks and bisects the last one), with limits."""
 
 from __future__ import annotations
 
@@ -41,3 +42,27 @@ def test_count_only_equals_a_brute_force_count(tmp_path_factory, keys, start, en
             assert store.range(request).count == expected
     finally:
         index._COUNT_CHUNK = old_chunk
+
+
+@settings(max_examples=150, deadline=None)
+@given(keys=KEYS, start=BOUND, end=st.one_of(BOUND, st.just(b"\x00")),
+       limit=st.sampled_from([0, 1, 2, 5, 100]), first=st.sampled_from([1, 2, 16]),
+       chunk=st.sampled_from([1, 2, 3, 128]))
+def test_range_keys_equal_a_brute_force_scan(tmp_path_factory, keys, start, end, limit, first,
+                                             chunk):
+    path = str(tmp_path_factory.mktemp("scan") / "db")
+    saved = index._SCAN_FIRST_CHUNK, index._SCAN_CHUNK
+    index._SCAN_FIRST_CHUNK, index._SCAN_CHUNK = first, chunk
+    try:
+        with Store.open(path, durability="none") as store:
+            with store.write(1) as w:
+                for key in keys:
+                    w.put(PutRequest(key, key * 2))
+            inside = sorted(k for k in keys if k >= start and (end == b"\x00" or k < end))
+            result = store.range(RangeRequest(start, end, limit=limit))
+            expected = inside[:limit] if limit else inside
+            assert result.kvs.items() == [(k, k * 2) for k in expected]
+            assert result.count == len(inside)
+            assert result.more == (bool(limit) and len(inside) > limit)
+    finally:
+        index._SCAN_FIRST_CHUNK, index._SCAN_CHUNK = saved
