@@ -218,7 +218,7 @@ def check_txn_range(rev: int, current: int, compacted: int) -> None:
         return
     if rev > current:
         raise errors.FutureRevision()
-    if compacted and rev < compacted:
+    if compacted > 0 and rev < compacted:  # NEVER_COMPACTED (-1) and 0 alike
         raise errors.Compacted()
 
 

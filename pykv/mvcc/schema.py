@@ -96,9 +96,14 @@ TABLE_BY_ID: dict[int, bytes] = {v: k for k, v in TABLES.items()}
 META_SCHEMA = b"schema_version"
 META_REVISION = b"revision"              # current main revision (1 in a new store)
 META_COMPACT = b"compact_revision"       # logical compaction: reads below it fail
+                                         # (absent: never compacted, NEVER_COMPACTED)
 META_COMPACT_DONE = b"compact_done"      # physical compaction finished up to here
 META_APPLIED_INDEX = b"applied_index"    # last applied Raft entry (etcd's consistent index)
 META_LEASE_SEQ = b"lease_seq"            # counter for server-generated lease ids
+
+# etcd's compactMainRev before the first compaction: compacting to revision 0
+# is allowed once, then refused as any compaction at or below the last one.
+NEVER_COMPACTED = -1
 
 _I64 = struct.Struct("<q")
 

@@ -99,6 +99,19 @@ def _create(path: str) -> None:
     defrag.fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
+def _read_meta(txn: lmdb.Transaction, meta: Any, names: tuple[bytes, ...]) -> dict[bytes, int]:
+    """The named meta integers; an absent one is 0, but for the compact
+    revision, which is ``NEVER_COMPACTED`` until the first compaction."""
+    out = {}
+    for name in names:
+        raw = txn.get(name, db=meta)
+        if raw is not None:
+            out[name] = s.unpack_i64(raw)
+        else:
+            out[name] = s.NEVER_COMPACTED if name == s.META_COMPACT else 0
+    return out
+
+
 def _file_id(path: str) -> tuple[int, int]:
     """Identity of the data file: defragmentation replaces it."""
     try:
@@ -317,13 +330,12 @@ class Store:
             txn = self._begin_adopting_map_size()
             try:
                 meta = self._tables.meta
-                values = {name: txn.get(name, db=meta) for name in (
-                    s.META_REVISION, s.META_COMPACT, s.META_COMPACT_DONE, s.META_APPLIED_INDEX)}
+                number = _read_meta(txn, meta, (s.META_REVISION, s.META_COMPACT,
+                                                s.META_COMPACT_DONE, s.META_APPLIED_INDEX))
                 alarms = {s.ALARM.unpack(k) for k in
                           txn.cursor(self._tables.alarm).iternext(values=False)}
             finally:
                 txn.abort()
-            number = {name: 0 if raw is None else s.unpack_i64(raw) for name, raw in values.items()}
             self._revision = number[s.META_REVISION]
             self._compact_revision = number[s.META_COMPACT]
             self._compact_done = number[s.META_COMPACT_DONE]
@@ -416,12 +428,8 @@ class Store:
             raise errors.StorageError(
                 f"MVCC store {self.path} has schema version {s.unpack_i64(version)}, "
                 f"this pykv reads version {s.SCHEMA_VERSION}")
-        out = {}
-        for name in (s.META_REVISION, s.META_COMPACT, s.META_COMPACT_DONE,
-                     s.META_APPLIED_INDEX, s.META_LEASE_SEQ):
-            raw = txn.get(name, db=meta)
-            out[name] = 0 if raw is None else s.unpack_i64(raw)
-        return out
+        return _read_meta(txn, meta, (s.META_REVISION, s.META_COMPACT, s.META_COMPACT_DONE,
+                                      s.META_APPLIED_INDEX, s.META_LEASE_SEQ))
 
     def close(self) -> None:
         """Close the store; the caller has stopped writing and reading.
@@ -471,7 +479,9 @@ class Store:
 
     @property
     def compact_revision(self) -> int:
-        return self._compact_revision
+        """The revision of the last compaction, 0 if none (reads see the
+        same: a store compacted to 0 and one never compacted read alike)."""
+        return max(self._compact_revision, 0)
 
     @property
     def applied_index(self) -> int:

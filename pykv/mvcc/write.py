@@ -431,8 +431,9 @@ class WriteBatch:
     def _compact_request(self, req: Any) -> t.CompactResult:
         self._check_not_corrupt()
         rev = req.revision
-        # etcd starts with compactMainRev -1: compacting to 0 is allowed once.
-        if rev <= (self._compact or -1):
+        # NEVER_COMPACTED (-1) before the first compaction, as etcd's
+        # compactMainRev: compacting to 0 is allowed once, then refused.
+        if rev <= self._compact:
             raise errors.Compacted()
         if rev > self.revision:
             raise errors.FutureRevision()

@@ -12,7 +12,7 @@ from pykv.mvcc import KeyValue
 class Model:
     def __init__(self) -> None:
         self.revision = 1
-        self.compacted = 0
+        self.compacted = -1  # etcd's compactMainRev before any compaction
         # key -> list of (main, sub, KeyValue or None for a delete)
         self.history: dict[bytes, list[tuple[int, int, KeyValue | None]]] = {}
 
@@ -72,7 +72,7 @@ class Model:
         return len(keys)
 
     def compact(self, rev: int) -> None:
-        if rev <= (self.compacted or -1):
+        if rev <= self.compacted:
             raise errors.Compacted()
         if rev > self.revision:
             raise errors.FutureRevision()

@@ -212,6 +212,40 @@ def test_compaction_boundary(store, apply):
         apply.compact(CompactionRequest(5))
 
 
+def test_compacting_to_revision_zero_is_allowed_once_as_in_etcd(store, apply):
+    # etcd 3.4 starts at compactMainRev -1: Compact(0) succeeds on a new
+    # store, and a second Compact(0) is ErrCompacted like any other repeat.
+    assert apply.compact(CompactionRequest(0)).revision == 1
+    with pytest.raises(errors.Compacted) as info:
+        apply.compact(CompactionRequest(0))
+    assert str(info.value) == "etcdserver: mvcc: required revision has been compacted"
+    assert info.value.code == "OUT_OF_RANGE"
+    assert store.compact_revision == 0
+    apply.compact(CompactionRequest(1))  # the current revision of a new store
+    with pytest.raises(errors.Compacted):
+        apply.compact(CompactionRequest(1))
+    with pytest.raises(errors.Compacted):
+        apply.compact(CompactionRequest(-1))
+    with pytest.raises(errors.FutureRevision):
+        apply.compact(CompactionRequest(2))
+
+
+def test_a_compaction_to_zero_is_remembered_across_reopen(store_path, clock):
+    never = Store.open(store_path, clock=clock, map_bytes=64 << 20)
+    never.close()
+    reopened = Store.open(store_path, clock=clock, map_bytes=64 << 20)
+    with reopened.write(1) as w:
+        w.compact(CompactionRequest(0))  # never compacted: still allowed
+    reopened.close()
+    compacted = Store.open(store_path, clock=clock, map_bytes=64 << 20)
+    try:
+        with pytest.raises(errors.Compacted), compacted.write(2) as w:
+            w.compact(CompactionRequest(0))
+        assert compacted.compact_revision == 0 and compacted.applied_index == 1
+    finally:
+        compacted.close()
+
+
 def test_physical_compaction_keeps_what_is_visible(store, apply):
     for i in range(50):
         apply.put(PutRequest(b"k%d" % (i % 5), b"%d" % i))
