@@ -23,7 +23,6 @@ but marked "watch" and never fails the gate.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import math
@@ -34,7 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "bench" / "baselines.json"

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import time
-
-import pytest
-
-import os
 
 from tests.e2e.harness import etcdctl, etcdctl_json, etcdctl_path
 

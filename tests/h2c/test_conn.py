@@ -9,8 +9,8 @@ import h2.errors
 import h2.settings
 import hpack
 import pytest
-from hyperframe.frame import (ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame,
-                              PingFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame)
+from hyperframe.frame import (GoAwayFrame, PingFrame, RstStreamFrame, SettingsFrame,
+                              WindowUpdateFrame)
 
 from tests.h2c.client import (PREFACE, Client, grpc_message, parse_frames, raw_frame,
                              request_headers)
