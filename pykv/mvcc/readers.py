@@ -93,7 +93,10 @@ class ReadViews:
         self.resizing = False
         self._resize_done = threading.Condition()
         self.local = threading.local()
-        self._slots: weakref.WeakSet[Slot] = weakref.WeakSet()
+        # Weak references, so a thread's slot goes with the thread; a tuple
+        # replaced on change, so the writer iterates it without a lock (a
+        # WeakSet's iteration guard cost more than the rest of committed()).
+        self._slot_refs: tuple[weakref.ref[Slot], ...] = ()
         self._slots_lock = threading.Lock()
 
     def attach(self, env: lmdb.Environment, meta_db: object) -> None:
@@ -126,7 +129,8 @@ class ReadViews:
     def new_slot(self) -> Slot:
         slot = Slot()
         with self._slots_lock:
-            self._slots.add(slot)
+            self._slot_refs = tuple(ref for ref in self._slot_refs if ref() is not None) + (
+                weakref.ref(slot),)
         self.local.slot = slot
         return slot
 
@@ -165,8 +169,11 @@ class ReadViews:
     # --- the writer's side ------------------------------------------------------------
 
     def _all_slots(self) -> list[Slot]:
-        with self._slots_lock:
-            return list(self._slots)
+        slots = [slot for ref in self._slot_refs if (slot := ref()) is not None]
+        if len(slots) != len(self._slot_refs):  # threads gone: forget their slots
+            with self._slots_lock:
+                self._slot_refs = tuple(ref for ref in self._slot_refs if ref() is not None)
+        return slots
 
     def committed(self) -> None:
         """After a commit: make every view stale and abort those of idle

@@ -32,6 +32,7 @@ DEFAULT_MAX_TXN_OPS = 128            # etcd's --max-txn-ops default
 COMPACT_BATCH_CHANGES = 1000         # etcd compacts 1000 revisions per batch
 READER_CHECK_COMMITS = 256           # clear dead processes' reader slots this often
 _MIN_MAP_BYTES = 64 << 20
+_GROW_CHECK_COMMITS = 16             # commits between map-room checks while room is ample
 _MAX_READERS = 512
 
 #: Durability modes (``Store.open(durability=...)``); see ``Store.open``.
@@ -146,6 +147,7 @@ class Store:
         self._write_lock = threading.Lock()
         self._compacted = threading.Condition()
         self._commits = 0
+        self._grow_check_in = 0               # commits until _grow_if_needed measures again
         self._page_bytes = env.stat()["psize"]
         self._checkpointer: checkpoint.Checkpointer | None = None
         try:
@@ -400,6 +402,7 @@ class Store:
         """Use ``env`` (reopened after defragmentation) from now on (readers
         quiesced)."""
         self._env = env
+        self._grow_check_in = 0
         if self._checkpointer is not None:
             self._checkpointer.attach()  # before the write transaction below
         if self.readonly:
@@ -683,13 +686,23 @@ class Store:
     # --- reading ----------------------------------------------------------------------------------
 
     def _grow_if_needed(self) -> None:
+        """Grow the map before a batch when little of it is left (a full map
+        mid-batch costs a replay). Measured every few commits while there is
+        plenty of room: the check itself was a tenth of a small commit."""
+        self._grow_check_in -= 1
+        if self._grow_check_in > 0:
+            return
         info = self._env.info()
-        used = (info["last_pgno"] + 1) * self._env.stat()["psize"]
-        if info["map_size"] - used < max(_MIN_MAP_BYTES, info["map_size"] // 8):
+        used = (info["last_pgno"] + 1) * self._page_bytes
+        headroom = info["map_size"] - used
+        want = max(_MIN_MAP_BYTES, info["map_size"] // 8)
+        self._grow_check_in = _GROW_CHECK_COMMITS if headroom > 2 * want else 1
+        if headroom < want:
             self._grow_map()
 
     def _grow_map(self) -> None:
         """Double the LMDB map (writer lock held, no write txn open)."""
+        self._grow_check_in = 0
         self._views.quiesce()
         try:
             size = self._env.info()["map_size"]
