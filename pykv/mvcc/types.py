@@ -13,6 +13,8 @@ import operator
 import struct
 from typing import Any
 
+from pykv.mvcc.varint import varint
+
 # The record header of pykv.mvcc.schema (kept here too so that this module
 # stays importable on its own): create, mod, version, lease, sub, key_extra.
 _HDR = struct.Struct("<qqqqII")
@@ -226,22 +228,13 @@ class RangeRawResult:
         ``ResponseHeader`` message (without its field tag)."""
         parts = []
         if header:
-            parts += [b"\x0a", _varint(len(header)), header]
+            parts += [b"\x0a", varint(len(header)), header]
         parts.append(self.kvs_wire)
         if self.more:
             parts.append(b"\x18\x01")
         if self.count:
-            parts += [b"\x20", _varint(self.count)]
+            parts += [b"\x20", varint(self.count)]
         return b"".join(parts)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 class PutResult:

@@ -13,19 +13,7 @@ from pykv.api.etcdserverpb import rpc_pb2
 from pykv.api.mvccpb import kv_pb2
 from pykv.engine.requests import Kind
 from pykv.mvcc import types as t
-
-
-def varint(n: int) -> bytes:
-    if n < 0:
-        n += 1 << 64  # protobuf encodes negative int64 as ten bytes
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+from pykv.mvcc.varint import varint
 
 
 class Headers:
