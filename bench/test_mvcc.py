@@ -22,7 +22,8 @@ from typing import Callable
 import lmdb
 import pytest
 
-from pykv.mvcc import PutRequest, RangeRequest, Store
+from pykv.mvcc import Store
+from tests.mvcc.requests import PutRequest, RangeRequest
 
 KEYS = int(os.environ.get("PYKV_BENCH_KEYS", "1000000"))
 VALUE = b"v" * 100
@@ -405,7 +406,8 @@ def test_delete_range_200k_keys(benchmark, big_stores):
     Python: scan the live table, delete each key, put the moved versions and
     the tombstones into a history table, append the change log. Variant: the
     same delete key by key (pykv before its bulk path). Best of 3 each."""
-    from pykv.mvcc import DeleteRangeRequest, write
+    from pykv.mvcc import write
+    from tests.mvcc.requests import DeleteRangeRequest
 
     fresh_store, fresh_raw, lo, hi = big_stores
 

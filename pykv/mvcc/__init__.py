@@ -28,12 +28,11 @@ records ``index`` as the applied index; skip entries <= applied_index)::
     # each op returns its result or raises an EtcdError and leaves no trace;
     # the commit then publishes the batch's events to the watch hub.
 
-Requests are read by attribute with etcd's protobuf field names, so
-generated ``etcdserverpb`` messages pass straight through; the classes in
-``pykv.mvcc.requests`` (``PutRequest``, ``RangeRequest``, ``TxnRequest``,
-``RequestOp``, ``Compare``, ...) are plain stand-ins with the same names.
-``requests.check_txn(req, max_ops)`` etc. let a server refuse bad requests
-before proposing them.
+Requests are read by attribute with etcd's protobuf field names: pass
+generated ``etcdserverpb`` messages (``pykv.api.etcdserverpb.rpc_pb2``), or
+anything with the same attributes (the store's tests use plain stand-ins,
+``tests/mvcc/requests.py``). ``requests.check_txn(req, max_ops)`` etc. let a
+server refuse bad requests before proposing them.
 
 Reading, from any thread (each thread reuses one LMDB read transaction until
 a write commits)::
@@ -104,19 +103,7 @@ The LMDB layout is described in ``pykv.mvcc.schema``.
 """
 
 from pykv.mvcc.lease import Lessor
-from pykv.mvcc.requests import (
-    Compare,
-    CompactionRequest,
-    DeleteRangeRequest,
-    PutRequest,
-    RangeRequest,
-    RequestOp,
-    TxnRequest,
-    check_delete,
-    check_put,
-    check_range,
-    check_txn,
-)
+from pykv.mvcc.requests import check_delete, check_put, check_range, check_txn
 from pykv.mvcc.store import (
     DURABILITY_CHECKPOINT,
     DURABILITY_COMMIT,
@@ -145,10 +132,9 @@ from pykv.mvcc.write import WriteBatch
 
 __all__ = [
     "DURABILITY_CHECKPOINT", "DURABILITY_COMMIT", "DURABILITY_MODES", "DURABILITY_NONE",
-    "AlarmMember", "Compare", "CompactResult", "CompactionRequest", "DeleteRangeRequest",
-    "DeleteRangeResult", "Event", "HashKVResult", "HashResult", "KeyValue", "LeaseGrantResult",
-    "LeaseRevokeResult", "LeaseTimeToLive", "Lessor", "PutRequest", "PutResult",
-    "RangeRawResult", "RangeRequest", "RangeResult", "RequestOp", "Store", "TxnRequest",
-    "TxnResult", "WatchHub", "WatchResponse", "Watcher", "WriteBatch", "check_delete",
-    "check_put", "check_range", "check_txn",
+    "AlarmMember", "CompactResult", "DeleteRangeResult", "Event", "HashKVResult", "HashResult",
+    "KeyValue", "LeaseGrantResult", "LeaseRevokeResult", "LeaseTimeToLive", "Lessor",
+    "PutResult", "RangeRawResult", "RangeResult", "Store", "TxnResult", "WatchHub",
+    "WatchResponse", "Watcher", "WriteBatch", "check_delete", "check_put", "check_range",
+    "check_txn",
 ]

@@ -18,14 +18,8 @@ from __future__ import annotations
 import random
 import sys
 
-from pykv.mvcc import (
-    CompactionRequest,
-    DeleteRangeRequest,
-    PutRequest,
-    RequestOp,
-    Store,
-    TxnRequest,
-)
+from pykv.mvcc import Store
+from tests.mvcc.requests import CompactionRequest, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest
 
 KEYS = [b"k%02d" % i for i in range(10)]
 

@@ -8,7 +8,8 @@ import io
 
 import pytest
 
-from pykv.mvcc import PutRequest, Store, schema
+from pykv.mvcc import Store, schema
+from tests.mvcc.requests import PutRequest
 
 
 def test_put_get_delete_and_items_in_key_order(store, apply):

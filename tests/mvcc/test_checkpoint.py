@@ -22,8 +22,8 @@ import lmdb
 import pytest
 
 from pykv import errors
-from pykv.mvcc import (CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest,
-                       Store, checkpoint, store as store_module)
+from pykv.mvcc import Store, checkpoint, store as store_module
+from tests.mvcc.requests import CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest
 from tests.mvcc import lmdb_pages
 from tests.mvcc.power_loss import (OTHER_BOOT, changed_pages, crash_image, dump,
                                     pages_of, referenced_by_both_metas)
@@ -175,7 +175,8 @@ def crash_child(store_path: str, script: str) -> None:
     """Run ``script`` with ``st`` an open store at ``store_path``; it ends
     with os._exit (no close: a killed process)."""
     code = ("import os, sys\n"
-            "from pykv.mvcc import Store, PutRequest\n"
+            "from pykv.mvcc import Store\n"
+            "from tests.mvcc.requests import PutRequest\n"
             "st = Store.open(sys.argv[1], checkpoint_interval_s=None)\n" + script +
             "os._exit(9)\n")
     proc = subprocess.run([sys.executable, "-c", code, store_path], cwd=ROOT,

@@ -13,15 +13,8 @@ import threading
 import pytest
 
 from pykv import errors
-from pykv.mvcc import (
-    CompactionRequest,
-    DeleteRangeRequest,
-    PutRequest,
-    RangeRequest,
-    Store,
-    defrag,
-    types as t,
-)
+from pykv.mvcc import Store, defrag, types as t
+from tests.mvcc.requests import CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 VALUE = b"x" * 1000
@@ -186,7 +179,8 @@ def test_a_crash_during_defragment_leaves_a_complete_store(store_path, crash_at)
     the old file or the new one, both complete, and no stale copy left."""
     code = (
         "import os, sys\n"
-        "from pykv.mvcc import Store, PutRequest, DeleteRangeRequest, CompactionRequest\n"
+        "from pykv.mvcc import Store\n"
+        "from tests.mvcc.requests import CompactionRequest, DeleteRangeRequest, PutRequest\n"
         "from pykv.mvcc import defrag\n"
         "st = Store.open(sys.argv[1], sync=False)\n"
         "for b in range(5):\n"

@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from pykv.mvcc import (DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, Store,
-                       TxnRequest, write)
+from pykv.mvcc import Store, write
+from tests.mvcc.requests import DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest
 from tests.mvcc.power_loss import dump
 
 

@@ -8,7 +8,8 @@ import random
 import pytest
 
 from pykv import errors
-from pykv.mvcc import CompactionRequest, DeleteRangeRequest, PutRequest, Store
+from pykv.mvcc import Store
+from tests.mvcc.requests import CompactionRequest, DeleteRangeRequest, PutRequest
 
 
 def ops(seed=3, n=400):

@@ -5,17 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pykv import errors
-from pykv.mvcc import (
-    Compare,
-    CompactionRequest,
-    DeleteRangeRequest,
-    PutRequest,
-    RangeRequest,
-    RequestOp,
-    Store,
-    TxnRequest,
-    types as t,
-)
+from pykv.mvcc import Store, types as t
+from tests.mvcc.requests import Compare, CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest
 
 
 def put(key, value=b"v", **kw):

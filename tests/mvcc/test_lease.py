@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pykv import errors
-from pykv.mvcc import DeleteRangeRequest, PutRequest, RangeRequest, Store
+from pykv.mvcc import Store
+from tests.mvcc.requests import DeleteRangeRequest, PutRequest, RangeRequest
 from pykv.mvcc.lease import EXPIRED_RETRY_S, MAX_LEASE_TTL
 
 

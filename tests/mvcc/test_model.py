@@ -18,17 +18,8 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from pykv import errors
-from pykv.mvcc import (
-    Compare,
-    CompactionRequest,
-    DeleteRangeRequest,
-    PutRequest,
-    RangeRequest,
-    RequestOp,
-    Store,
-    TxnRequest,
-    types as t,
-)
+from pykv.mvcc import Store, types as t
+from tests.mvcc.requests import Compare, CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest
 from pykv.mvcc.requests import range_bounds
 from tests.mvcc.model import Model
 

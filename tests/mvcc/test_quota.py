@@ -8,15 +8,8 @@ import threading
 import pytest
 
 from pykv import errors
-from pykv.mvcc import (
-    DeleteRangeRequest,
-    PutRequest,
-    RangeRequest,
-    RequestOp,
-    Store,
-    TxnRequest,
-    types as t,
-)
+from pykv.mvcc import Store, types as t
+from tests.mvcc.requests import DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest
 
 
 def test_nospace_alarm_stops_puts_but_not_reads_or_deletes(store_path):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from pykv.mvcc import DeleteRangeRequest, PutRequest, RangeRequest, Store, index
+from pykv.mvcc import Store, index
+from tests.mvcc.requests import DeleteRangeRequest, PutRequest, RangeRequest
 
 KEYS = st.lists(st.binary(min_size=1, max_size=3), max_size=60, unique=True)
 BOUND = st.binary(min_size=1, max_size=3)

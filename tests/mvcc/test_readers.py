@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 
-from pykv.mvcc import CompactionRequest, PutRequest, RangeRequest, Store
+from pykv.mvcc import Store
+from tests.mvcc.requests import CompactionRequest, PutRequest, RangeRequest
 
 VALUE_1K = b"v" * 1024
 

@@ -14,7 +14,8 @@ import sys
 import pytest
 
 from pykv import errors
-from pykv.mvcc import CompactionRequest, PutRequest, RangeRequest, Store
+from pykv.mvcc import Store
+from tests.mvcc.requests import CompactionRequest, PutRequest, RangeRequest
 from tests.mvcc import follower_writer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

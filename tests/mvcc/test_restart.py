@@ -12,7 +12,8 @@ import pathlib
 import pytest
 
 from pykv import errors
-from pykv.mvcc import CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, Store
+from pykv.mvcc import Store
+from tests.mvcc.requests import CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -65,7 +66,8 @@ def test_a_crash_before_commit_loses_the_whole_batch_only(store_path):
     and the applied index moves with the data."""
     code = (
         "import os, sys\n"
-        "from pykv.mvcc import Store, PutRequest\n"
+        "from pykv.mvcc import Store\n"
+        "from tests.mvcc.requests import PutRequest\n"
         "st = Store.open(sys.argv[1])\n"
         "with st.write(1) as w:\n"
         "    w.put(PutRequest(b'committed', b'1'))\n"

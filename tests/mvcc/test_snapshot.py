@@ -10,7 +10,8 @@ import pytest
 
 from pykv import errors
 from pykv._binding import ffi, lib
-from pykv.mvcc import CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, Store
+from pykv.mvcc import Store
+from tests.mvcc.requests import CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest
 from pykv.mvcc import snapshot
 
 

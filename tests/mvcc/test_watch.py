@@ -7,7 +7,8 @@ from __future__ import annotations
 import random
 import threading
 
-from pykv.mvcc import CompactionRequest, DeleteRangeRequest, PutRequest, types as t
+from pykv.mvcc import types as t
+from tests.mvcc.requests import CompactionRequest, DeleteRangeRequest, PutRequest
 
 
 def events(watcher):
