@@ -28,13 +28,13 @@ from typing import Any
 
 from pykv import errors
 from pykv.engine import layout
+from pykv.engine.quota import nospace_alarm
 from pykv.engine.requests import Kind
 from pykv.embedded.commit import Committer, Request
 from pykv.embedded.options import Options
 from pykv.embedded.recovery import recover
 from pykv.api.etcdserverpb import rpc_pb2
 from pykv.mvcc import Store
-from pykv.mvcc import types as mvcc_types
 from pykv.raft.types import HardState, SnapshotMeta, encode_hard_state, encode_snapshot_meta
 from pykv.wal import WAL, RecordType
 
@@ -146,9 +146,8 @@ class Engine:
         self._quota_unmeasured = 0
         if size + extra_bytes <= store.quota_bytes:
             return
-        if not any(a.alarm == mvcc_types.ALARM_NOSPACE for a in store.alarms()):
-            alarm = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE,
-                                         memberID=self.member_id, alarm=rpc_pb2.NOSPACE)
+        alarm = nospace_alarm(store, self.member_id)
+        if alarm is not None:
             try:
                 self.write(Kind.ALARM, alarm, alarm.SerializeToString())
             except errors.EtcdError:

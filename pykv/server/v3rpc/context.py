@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pykv import errors
-from pykv.api.etcdserverpb import rpc_pb2
+from pykv.engine.quota import nospace_alarm
 from pykv.engine.requests import Kind
 from pykv.mvcc import Store
-from pykv.mvcc import types as mvcc_types
 from pykv.server.config import ServerConfig
 from pykv.server.responses import Headers
 
@@ -29,11 +28,8 @@ class ServerContext:
         the NOSPACE alarm (through Raft, so every member sees it) and refuse."""
         if not self.core.quota_exceeded(extra_bytes):
             return
-        store = self.store
-        if not any(a.alarm == mvcc_types.ALARM_NOSPACE for a in store.alarms()):
-            alarm = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE,
-                                         memberID=self.headers.member_id,
-                                         alarm=rpc_pb2.NOSPACE)
+        alarm = nospace_alarm(self.store, self.headers.member_id)
+        if alarm is not None:
             try:
                 await self.core.propose(Kind.ALARM, alarm.SerializeToString(), alarm)
             except errors.EtcdError:
