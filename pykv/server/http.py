@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 
 from pykv.api.etcdserverpb import rpc_pb2
 from pykv.mvcc import types as mvcc_types
+from pykv.server import process_metrics
 from pykv.server.h2server import CallContext
 from pykv.server.http1 import Http1Server, Limits, Request, Response, text_response
 from pykv.server.v3rpc.maintenance import ETCD_API_VERSION
@@ -109,6 +110,7 @@ def metrics(core) -> str:
     metric("pykv_wal_records_total", "counter", "Records appended to the WAL.", wal["records"])
     metric("pykv_wal_fsync_max_seconds", "gauge", "The longest WAL fdatasync so far.",
            f"{wal['sync_ns_max'] / 1e9:.9f}")
+    process_metrics.write(metric)
     return "\n".join(lines) + "\n"
 
 

@@ -42,3 +42,32 @@ def test_health_version_and_metrics(with_metrics):
                 if line.startswith("etcd_debugging_mvcc_current_revision ")]
     assert revision and int(revision[0].split()[1]) >= 2
     assert get(base + "/nope")[0] == 404
+
+
+def metric_value(text: str, name: str) -> float:
+    values = [line.split()[1] for line in text.splitlines() if line.startswith(name + " ")]
+    assert values, f"{name} missing from /metrics"
+    return float(values[0])
+
+
+def test_metrics_have_the_process_collectors_figures(with_metrics):
+    server, base = with_metrics
+    status, body = get(base + "/metrics")
+    text = body.decode()
+    assert status == 200
+    # What etcdctl check datascale and etcd dashboards read.
+    assert metric_value(text, "process_resident_memory_bytes") > 1 << 20
+    assert metric_value(text, "process_virtual_memory_bytes") >= \
+        metric_value(text, "process_resident_memory_bytes")
+    assert metric_value(text, "process_open_fds") > 0
+    assert metric_value(text, "process_cpu_seconds_total") > 0
+    assert "# TYPE process_cpu_seconds_total counter" in text
+
+
+def test_etcdctl_check_datascale_passes(fresh_pykv):
+    server = fresh_pykv()
+    result = etcdctl(server.endpoint, "check", "datascale", "--load=s", timeout_s=120)
+    out = result.stdout.decode()
+    assert "PASS: Approximate system memory used" in out, out
+    left = etcdctl(server.endpoint, "get", "", "--prefix", "--keys-only", "-w", "json")
+    assert json.loads(left.stdout).get("count", 0) == 0  # datascale deletes its keys after
