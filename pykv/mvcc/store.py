@@ -825,21 +825,30 @@ class Store:
 
     @property
     def size_bytes(self) -> int:
-        """Bytes the LMDB file uses up to its last page (etcd's dbSize)."""
+        """Bytes the LMDB file uses up to its last page (etcd's dbSize). From
+        any thread: waits while a defragmentation swaps the file."""
         self._check_open()
-        return (self._env.info()["last_pgno"] + 1) * self._env.stat()["psize"]
+        slot, view = self._views.begin()
+        try:
+            return (self._env.info()["last_pgno"] + 1) * self._page_bytes
+        finally:
+            self._views.end(slot, view)
 
     @property
     def size_in_use_bytes(self) -> int:
-        """Bytes in pages holding data (etcd's dbSizeInUse): free pages excluded."""
+        """Bytes in pages holding data (etcd's dbSizeInUse): free pages
+        excluded. From any thread, as ``size_bytes``."""
         self._check_open()
-        psize = self._env.stat()["psize"]
-        pages = 2  # meta pages
-        with self._env.begin() as txn:
-            for db in [None] + list(self._tables.by_name.values()):
-                st = txn.stat(db) if db is not None else self._env.stat()
+        slot, view = self._views.begin()
+        try:
+            main = self._env.stat()
+            pages = 2 + main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]
+            for db in self._tables.by_name.values():
+                st = view.txn.stat(db)
                 pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
-        return pages * psize
+        finally:
+            self._views.end(slot, view)
+        return pages * self._page_bytes
 
     def quota_exceeded(self, extra_bytes: int = 0) -> bool:
         """Whether the backend plus ``extra_bytes`` is past the quota: the

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import subprocess
+import threading
 import time
 
 from tests.e2e.harness import etcdctl, etcdctl_json, etcdctl_path
@@ -209,6 +210,41 @@ def test_kubernetes_style_json_object_round_trips_byte_for_byte(pykv_server):
     assert base64.b64decode(got["kvs"][0]["value"]) == payload
     raw = etcdctl(pykv_server.endpoint, "get", key, "--print-value-only").stdout
     assert raw.rstrip(b"\n") == payload
+
+
+def test_defrag_while_writes_go_on_keeps_the_server_serving(fresh_pykv):
+    # A defragmentation swaps the LMDB file under the Raft loop, which reads
+    # the store's size on every tick (that once stopped the loop: the
+    # deterministic test of the race is tests/mvcc/test_defrag.py).
+    server = fresh_pykv()
+    endpoint = server.endpoint
+    big = b"z" * 100_000
+    for i in range(30):
+        etcdctl(endpoint, "put", f"/churn/{i:03d}", input=big)
+    etcdctl(endpoint, "del", "/churn/", "--prefix")
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            key = f"/during/{i:05d}"
+            if etcdctl(endpoint, "put", key, "v", check=False).returncode == 0:
+                acked.append(key)
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(3):
+            assert b"Finished defragmenting" in etcdctl(endpoint, "defrag").stdout
+    finally:
+        stop.set()
+        thread.join()
+    etcdctl(endpoint, "put", "/after", "defrag")
+    keys = etcdctl(endpoint, "get", "/during/", "--prefix", "--keys-only").stdout.split()
+    assert acked and set(acked) <= {k.decode() for k in keys}
+    assert etcdctl(endpoint, "get", "/after", "--print-value-only").stdout.strip() == b"defrag"
 
 
 def test_defrag_shrinks_the_file_and_keeps_the_data(pykv_server):

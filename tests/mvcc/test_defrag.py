@@ -215,3 +215,38 @@ def test_a_crash_during_defragment_leaves_a_complete_store(store_path, crash_at)
         assert len(store.range(RangeRequest(b"k/", b"k0")).kvs) == 10
     finally:
         store.close()
+
+
+def test_sizes_asked_during_the_swap_wait_for_the_new_file(store_path, monkeypatch):
+    # The server asks for the size after every applied batch and for Status,
+    # from other threads than the one defragmenting; the file's environment
+    # is closed during the swap (this once stopped the server's Raft loop).
+    store = Store.open(store_path, sync=False)
+    fill_then_delete(store, keys=2000)
+    asked: list = []
+    threads: list[threading.Thread] = []
+    real_swap = defrag.swap_in
+
+    def ask() -> None:
+        try:
+            asked.append((store.size_bytes, store.size_in_use_bytes))
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            asked.append(exc)
+
+    def swap_with_askers(tmp, path):
+        for _ in range(2):
+            thread = threading.Thread(target=ask)
+            thread.start()
+            threads.append(thread)
+        return real_swap(tmp, path)
+
+    monkeypatch.setattr(defrag, "swap_in", swap_with_askers)
+    try:
+        _before, after = store.defragment()
+        for thread in threads:
+            thread.join()
+        in_use = store.size_in_use_bytes
+        assert asked == [(store.size_bytes, in_use)] * 2
+        assert store.size_bytes <= after and 0 < in_use <= store.size_bytes
+    finally:
+        store.close()
