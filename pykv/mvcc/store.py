@@ -487,6 +487,12 @@ class Store:
         return max(self._compact_revision, 0)
 
     @property
+    def last_compaction(self) -> int:
+        """The revision of the last compaction, -1 if there was none (what
+        etcd reports in HashKV and its compact-revision metric)."""
+        return self._compact_revision
+
+    @property
     def applied_index(self) -> int:
         return self._applied_index
 
@@ -873,10 +879,13 @@ class Store:
 
         slot, view = self._views.begin()
         try:
-            return hashing.hash_kv(view.txn, self._tables, revision, view.revision,
-                                   view.compact)
+            result = hashing.hash_kv(view.txn, self._tables, revision, view.revision,
+                                     view.compact)
         finally:
             self._views.end(slot, view)
+        if result.compact_revision == 0 and self.last_compaction < 0:
+            result.compact_revision = s.NEVER_COMPACTED  # etcd's HashKV says -1 until then
+        return result
 
     def hash(self) -> t.HashResult:
         """etcd's Maintenance.Hash: CRC-32C over every table (keys and

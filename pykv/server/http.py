@@ -91,7 +91,7 @@ def metrics(core) -> str:
     metric("etcd_debugging_mvcc_current_revision", "gauge",
            "The current revision of store.", store.revision)
     metric("etcd_debugging_mvcc_compact_revision", "gauge",
-           "The revision of the last compaction in store.", store.compact_revision)
+           "The revision of the last compaction in store.", store.last_compaction)
     hub = getattr(store, "hub", None)
     if hub is not None:
         slow = hub.unsynced_count

@@ -80,6 +80,16 @@ def test_hash_kv_revision_checks(store):
     assert (result.revision, result.compact_revision) == (4, 3)
 
 
+def test_hash_kv_reports_minus_one_until_the_first_compaction_as_etcd_does(store):
+    with store.write(1) as w:
+        w.put(PutRequest(b"a"))
+    assert (store.hash_kv().compact_revision, store.last_compaction) == (-1, -1)
+    with store.write(2) as w:
+        w.compact(CompactionRequest(0))  # compacting to 0 counts: etcd says 0 from then on
+    assert (store.hash_kv().compact_revision, store.last_compaction) == (0, 0)
+    assert store.compact_revision == 0
+
+
 # --- store.hash(): etcd's Maintenance.Hash over every table -------------------------------
 
 
