@@ -32,9 +32,10 @@ Then, whenever ``has_ready()``:
    transfer has finished or failed.
 4. Apply ``rd.snapshot`` to the state machine, then ``rd.committed_entries``
    in order. Committed entries may include entries of ``rd.entries`` of the
-   same Ready (a follower learns of a commit together with the entries), so
-   apply them only after step 2 is durable: applying first is how etcd
-   #14370 lost acknowledged writes on a single node. For every entry of type
+   same Ready (a follower learns of a commit together with the entries; a
+   leader that is the only voter commits its new entries in the Ready that
+   persists them), so apply them only after step 2 is durable: applying
+   first is how etcd #14370 lost acknowledged writes on a single node. For every entry of type
    ``EntryType.CONF_CHANGE``, call ``apply_conf_change(decode_conf_change(
    entry.data))`` and keep the returned ``ConfState`` (it goes into the next
    snapshot). Acknowledge a client's write only once it has been applied.
@@ -331,8 +332,17 @@ class RawNode:
         raft = self.raft
         log = raft.log
         rd = Ready()
-        rd.entries = log.unstable.next_entries()
+        rd.entries = entries = log.unstable.next_entries()
         rd.snapshot = log.unstable.next_snapshot()
+        if entries and raft.state == LEADER and raft.voters == (raft.id,):
+            # A sole voter is its own quorum: its entries are committed the
+            # moment step 2 of this very Ready has made them durable, so they
+            # are handed out for application now (after that step, as the
+            # contract demands) instead of in a second Ready after advance().
+            # Messages already queued carry the old commit index, and any
+            # made later leave in a later Ready, after this one is durable,
+            # so no learner hears of a commit before it is durable here.
+            log.maybe_commit(entries[-1][1], raft.term)
         rd.committed_entries = log.next_committed_entries()
         soft = raft.soft_state()
         if soft != tuple(self._prev_soft):

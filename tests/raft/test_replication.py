@@ -47,20 +47,44 @@ def test_proposal_forwarding_can_be_disabled():
     assert info.value.reason == ProposalDropped.FORWARDING_DISABLED
 
 
-def test_single_node_commits_an_entry_only_after_it_is_persisted():
-    # etcd #14370: a single node must not hand out as committed the entries
-    # it has not yet made durable.
+def test_sole_voter_commits_its_entries_in_the_ready_that_persists_them():
+    # A sole voter is its own quorum: the Ready that persists an entry also
+    # hands it out as committed, with the commit index in the same hard state,
+    # so both reach the disk together. Applying it only after that Ready is
+    # durable (the contract's step 4) is what etcd #14370 got wrong.
     c = Cluster([1])
     c.elect(1)
     c.nodes[1].propose(b"w")
     rd = c.nodes[1].ready()
     assert [e.data for e in rd.entries] == [b"w"]
-    assert rd.committed_entries == []
+    assert rd.committed_entries == rd.entries
+    assert rd.hard_state.commit == rd.entries[-1].index
     c.storages[1].append(rd.entries)
+    c.storages[1].set_hard_state(rd.hard_state)
     c.nodes[1].advance(rd)
+    assert not c.nodes[1].has_ready()  # no second Ready for the same entry
+    assert c.nodes[1].status().applied == rd.entries[-1].index
+
+
+def test_sole_voter_tells_learners_of_a_commit_only_after_it_is_durable():
+    c = Cluster([1], learners=[2])
+    c.elect(1)
+    c.stabilize()
+    c.nodes[1].propose(b"w")
     rd = c.nodes[1].ready()
-    assert [e.data for e in rd.committed_entries] == [b"w"]
-    assert rd.hard_state.commit == rd.committed_entries[-1].index
+    index = rd.entries[-1].index
+    assert [e.index for e in rd.committed_entries] == [index]
+    # The append may go to the learner before the leader persists (thesis
+    # 10.2.1), but it must not announce the commit of an entry that a crash
+    # of the leader right now would lose.
+    appends = [m for m in rd.messages if m.type == MessageType.APP]
+    assert appends and all(m.commit < index for m in appends)
+    c.storages[1].append(rd.entries)
+    c.storages[1].set_hard_state(rd.hard_state)
+    c.nodes[1].advance(rd)
+    c._send(rd.messages)
+    c.stabilize()
+    assert c.applied_data(2) == [b"w"]
 
 
 def test_leader_may_send_appends_before_persisting():
