@@ -138,10 +138,13 @@ class Core:
 
     # -- asyncio side ---------------------------------------------------------
 
-    def propose(self, kind: int, body: bytes, request: Any = None) -> asyncio.Future:
+    def propose(self, kind: int, body: bytes, request: Any = None,
+                replier: Any = None, token: Any = None) -> asyncio.Future | None:
         """Put a write through Raft: a future of its encoded response (or of
-        an EtcdError; "request timed out" after REQUEST_TIMEOUT_S)."""
-        return self.raft.propose(kind, body, request)
+        an EtcdError; "request timed out" after REQUEST_TIMEOUT_S). With a
+        ``replier`` (``pykv.server.raftnode.Replier``) the answer goes to it
+        instead, from the Raft thread, and None is returned."""
+        return self.raft.propose(kind, body, request, replier, token)
 
     def read_barrier(self) -> asyncio.Future:
         """A future that resolves when a linearizable read may go ahead."""

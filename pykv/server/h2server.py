@@ -12,7 +12,11 @@ Handlers are ``pykv.server.v3rpc.Method``s. A unary call runs its ``fn`` in
 a Task, unless the method offers ``fast(raw_request) -> bytes | Future |
 None``: the response (bytes or a message), a future of it, or None to
 decline (the call then runs ``fn`` in a Task, e.g. when it must wait on
-something first); it may raise an ``EtcdError``. Then no Task is made. ``EtcdError`` becomes etcd's gRPC status and exact message, a
+something first); it may raise an ``EtcdError``. Then no Task is made.
+A method with ``direct(raw, replier, token)`` is called that way instead:
+the server is the replier (``reply_many`` may be called from any thread, as
+``pykv_h2_server_respond`` may), so a write's answer goes from the Raft
+thread to the I/O thread without a turn of the event loop. ``EtcdError`` becomes etcd's gRPC status and exact message, a
 request that does not parse INTERNAL, anything else UNKNOWN (and a
 log line), as ``pykv.server.v3rpc`` does for grpcio.
 
@@ -43,6 +47,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pykv._binding import check, ffi, lib
+from pykv.server.v3rpc import REPLYING
 from pykv.server.v3rpc import status_of as v3rpc_status_of
 
 log = logging.getLogger("pykv.server.h2")
@@ -193,7 +198,9 @@ class NativeServer:
         self._h = ffi.gc(out[0], lib.pykv_h2_server_free)
         self._err = err
         self._batch = ffi.new("pykv_h2_events *")
-        self._fast = [getattr(m, "fast", None) for m in self._methods]
+        # Per method: (handler, takes a replier): ``direct`` if it has one.
+        self._fast = [(m.direct, True) if getattr(m, "direct", None) is not None
+                      else (getattr(m, "fast", None), False) for m in self._methods]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._calls: dict[int, Any] = {}  # key -> Task (unary) or _Call (streaming)
         self._records: list[bytes] = []
@@ -323,8 +330,8 @@ class NativeServer:
         method = self._methods[index]
         kind = method.kind
         if kind == "unary":
-            fast = self._fast[index]
-            if fast is not None and self._unary_fast(fast, method, conn, stream, data):
+            fast, direct = self._fast[index]
+            if fast is not None and self._unary_fast(fast, direct, method, conn, stream, data):
                 return
             task = self._loop.create_task(self._unary(method, key, conn, stream, data,
                                                       self._context(metadata, timeout_us)))
@@ -351,17 +358,21 @@ class NativeServer:
 
     # -- handlers ----------------------------------------------------------------
 
-    def _unary_fast(self, fast: Callable, method, conn: int, stream: int, data: bytes) -> bool:
-        """Answer through ``fast``; False when it declined (returned None) and
-        the call must run ``fn`` in a Task instead."""
+    def _unary_fast(self, fast: Callable, direct: bool, method, conn: int, stream: int,
+                    data: bytes) -> bool:
+        """Answer through ``fast`` (a ``direct`` one gets this server as its
+        replier); False when it declined (returned None) and the call must
+        run ``fn`` in a Task instead."""
         try:
-            result = fast(data)
+            result = fast(data, self, (conn, stream)) if direct else fast(data)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             status, text = status_of(exc)
             self._queue(conn, stream, _SEND_END, status, b"", text.encode())
             return True
         if result is None:
             return False
+        if result is REPLYING:
+            return True
         if not isinstance(result, asyncio.Future):
             self._queue(conn, stream, _MESSAGE_END, 0, method.serialize(result), b"")
             return True
@@ -447,6 +458,31 @@ class NativeServer:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+
+    def reply_many(self, answers: list[tuple[tuple[int, int], object]]) -> None:
+        """Answer unary calls at once, from any thread (``Replier``): each
+        token is the call's (conn, stream), each result the response bytes
+        (or a message) or an exception. One crossing for the lot."""
+        pack = _RESPONSE.pack
+        records: list[bytes] = []
+        data: list[bytes] = []
+        for (conn, stream), result in answers:
+            if isinstance(result, BaseException):
+                status, text = status_of(result)
+                detail = text.encode()
+                records.append(pack(conn, stream, _SEND_END, status, 0, len(detail)))
+                data.append(detail)
+            else:
+                message = result if isinstance(result, bytes) else result.SerializeToString()
+                records.append(pack(conn, stream, _MESSAGE_END, 0, len(message), 0))
+                data.append(message)
+        joined = b"".join(data)
+        rc = lib.pykv_h2_server_respond(self._h, ffi.from_buffer("pykv_h2_response[]",
+                                                                  b"".join(records)),
+                                        len(records), joined, len(joined))
+        if rc != lib.PYKV_OK:  # never raise into the Raft thread: say these calls are lost
+            log.error("answers could not be handed to the gRPC server",
+                      extra={"fields": {"rc": rc, "answers": len(records)}})
 
     def _flush(self) -> None:
         """Hand every response of this loop turn to the I/O thread at once."""

@@ -10,6 +10,13 @@ Batching: every request that arrives while the thread is busy becomes part
 of ONE Raft entry (``pykv.engine.requests``), so the Raft, WAL and LMDB costs
 are per batch, and one fdatasync covers the batch.
 
+Answers: a proposal waits on an asyncio future, or, when its proposer gave a
+``Replier`` (the native gRPC server does), the thread hands the encoded
+answer straight to it: no hop through the event loop, whose wake-up cost
+about as much as the rest of a single client's put. Whoever pops the
+request's waiter (the thread with the result, or the loop timing it out)
+answers it, so each request is answered once.
+
 The order of one Ready (pykv.raft.rawnode's contract):
   1. a leader may send its messages first (Raft thesis 10.2.1);
   2. persist snapshot, entries, hard state; fdatasync when ``must_sync``;
@@ -30,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from pykv import errors
 from pykv.engine import requests as reqcodec
@@ -56,6 +64,15 @@ def dropped_to_etcd(exc: ProposalDropped) -> errors.EtcdError:
     if exc.reason == ProposalDropped.NOT_MEMBER:
         return errors.Stopped(exc.reason)
     return errors.NoLeader(exc.reason)
+
+
+class Replier(Protocol):
+    """Where answers go without an asyncio future (the native gRPC server)."""
+
+    def reply_many(self, answers: list[tuple[object, object]]) -> None:
+        """Send ``(token, result)`` answers: ``result`` is the response
+        bytes or an exception. Called from the Raft thread or the event
+        loop, so it must be thread-safe, quick, and never raise."""
 
 
 @dataclass
@@ -97,8 +114,10 @@ class RaftNode:
         self._messages: collections.deque = collections.deque()
         self._calls: collections.deque = collections.deque()
         self._wake = threading.Event()
-        # loop side only
-        self._waiters: dict[int, asyncio.Future] = {}
+        # request id -> its future, or (replier, token). Filled on the loop
+        # side; popped by whoever answers (dict operations are atomic under
+        # the GIL, so exactly one side gets each waiter).
+        self._waiters: dict[int, asyncio.Future | tuple[Replier, object]] = {}
         # (deadline, request id) in proposal order: one timeout for all, so a
         # FIFO sweep replaces a timer per request (asyncio.wait_for).
         self._deadlines: collections.deque = collections.deque()
@@ -140,10 +159,10 @@ class RaftNode:
         deadlines, waiters = self._deadlines, self._waiters
         while deadlines and deadlines[0][0] <= now:
             _, request_id = deadlines.popleft()
-            future = waiters.pop(request_id, None)
+            waiter = waiters.pop(request_id, None)
             self.decoded.pop(request_id, None)
-            if future is not None and not future.done():
-                future.set_exception(errors.Timeout())
+            if waiter is not None:
+                _answer_one(waiter, errors.Timeout())
         reads = self._read_deadlines
         while reads and reads[0][0] <= now:
             _, future = reads.popleft()
@@ -157,16 +176,26 @@ class RaftNode:
         if not self._stopping:
             self._sweeper = self._loop.call_later(SWEEP_INTERVAL_S, self._sweep)
 
-    def propose(self, kind: int, body: bytes, request: object = None) -> asyncio.Future:
+    def propose(self, kind: int, body: bytes, request: object = None,
+                replier: Replier | None = None, token: object = None) -> asyncio.Future | None:
         """Queue a request for Raft; the future gets the applier's result.
-        ``request`` is ``body`` already parsed, if the caller has it."""
+        ``request`` is ``body`` already parsed, if the caller has it.
+
+        With a ``replier`` no future is made (None is returned): the result
+        (or the error: a timeout, a dropped proposal) goes to
+        ``replier.reply_many([(token, result)])``, usually from the Raft
+        thread."""
         if self.failure is not None:
             raise errors.Stopped(str(self.failure))
         if len(self._waiters) >= MAX_PENDING_PROPOSALS:
             raise errors.TooManyRequests()
         request_id = self._ids.next()
-        future = self._loop.create_future()
-        self._waiters[request_id] = future
+        if replier is None:
+            future = self._loop.create_future()
+            self._waiters[request_id] = future
+        else:
+            future = None
+            self._waiters[request_id] = (replier, token)
         self._deadlines.append((self._loop.time() + self.request_timeout_s, request_id))
         if request is not None:
             self.decoded[request_id] = request
@@ -225,26 +254,18 @@ class RaftNode:
             self._thread.join(timeout_s)
 
     def _resolve(self, results: list[tuple[int, object]]) -> None:
+        """Answer requests that failed before apply (loop side)."""
         waiters = self._waiters
         decoded = self.decoded
         for request_id, result in results:
             decoded.pop(request_id, None)
-            future = waiters.pop(request_id, None)
-            if future is None or future.done():
-                continue  # proposed by another member, or the client gave up
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+            waiter = waiters.pop(request_id, None)
+            if waiter is not None:  # else: another member's, or timed out
+                _answer_one(waiter, result)
 
     def _settle(self, items: list[tuple[asyncio.Future, object]]) -> None:
         for future, result in items:
-            if future.done():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+            _answer_one(future, result)
 
     def _fail_requests(self, request_ids: list[int], exc: BaseException) -> None:
         self._resolve([(rid, exc) for rid in request_ids])
@@ -261,10 +282,9 @@ class RaftNode:
 
     def _fail_all(self, exc: BaseException) -> None:
         error = errors.Stopped(f"raft loop failed: {exc}")
-        for future in self._waiters.values():
-            if not future.done():
-                future.set_exception(error)
-        self._waiters.clear()
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            _answer_one(waiter, error)
 
     def _loop_body(self) -> None:
         node = self.node
@@ -386,7 +406,7 @@ class RaftNode:
             elif rd.snapshot is not None:
                 self.applied_index = rd.snapshot.meta.index
             if results:
-                self._loop.call_soon_threadsafe(self._resolve, results)
+                self._answer(results)
         for rs in rd.read_states:
             futures = self._pending_reads.pop(rs.request_ctx, None)
             if futures:
@@ -395,6 +415,30 @@ class RaftNode:
             self._release_reads()
         node.advance(rd)
         self._after_apply()
+
+    def _answer(self, results: list[tuple[int, object]]) -> None:
+        """Thread side: hand applied results to their waiters: repliers at
+        once (one ``reply_many`` per replier), futures in one loop call."""
+        pop = self._waiters.pop
+        futures: list[tuple[asyncio.Future, object]] = []
+        direct: dict[Replier, list[tuple[object, object]]] = {}
+        for request_id, result in results:
+            waiter = pop(request_id, None)
+            if waiter is None:
+                continue  # proposed by another member, or timed out
+            if waiter.__class__ is tuple:
+                replier, token = waiter
+                answers = direct.get(replier)
+                if answers is None:
+                    direct[replier] = [(token, result)]
+                else:
+                    answers.append((token, result))
+            else:
+                futures.append((waiter, result))
+        for replier, answers in direct.items():
+            replier.reply_many(answers)
+        if futures:
+            self._loop.call_soon_threadsafe(self._settle, futures)
 
     def _release_reads(self) -> None:
         done, waiting = [], []
@@ -421,3 +465,15 @@ class RaftNode:
                 self._loop.call_soon_threadsafe(self._settle, items)
             if self.on_leader_change is not None:
                 self.on_leader_change(previous, leader)
+
+
+def _answer_one(waiter: asyncio.Future | tuple[Replier, object], result: object) -> None:
+    """Answer one waiter on the event loop (futures are not thread-safe)."""
+    if waiter.__class__ is tuple:
+        replier, token = waiter
+        replier.reply_many([(token, result)])
+    elif not waiter.done():  # a future the client gave up on is done already
+        if isinstance(result, BaseException):
+            waiter.set_exception(result)
+        else:
+            waiter.set_result(result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -34,6 +35,13 @@ def _put(core: Core, key: bytes, value: bytes = b"v"):
     return core.propose(Kind.PUT, request.SerializeToString(), request)
 
 
+def _stall_proposals(core: Core, timeout_s: float) -> None:
+    """Proposals wait, as if the leader were gone, and time out after ``timeout_s``."""
+    core.raft.request_timeout_s = timeout_s
+    core.raft.leader_id = 0
+    core.raft._leaderless_since = None
+
+
 def test_concurrent_writes_share_readies_syncs_and_lmdb_txns(tmp_path):
     async def main():
         core = await _started(tmp_path / "d")
@@ -56,12 +64,70 @@ def test_a_request_nobody_answers_times_out_with_etcds_error(tmp_path):
     async def main():
         core = await _started(tmp_path / "d")
         try:
-            core.raft.request_timeout_s = 0.3
-            core.raft.leader_id = 0  # as if the leader were gone: proposals wait
-            core.raft._leaderless_since = None
+            _stall_proposals(core, timeout_s=0.3)
             future = _put(core, b"k")
             with pytest.raises(errors.Timeout):
                 await asyncio.wait_for(future, 5)
+        finally:
+            core.stop()
+
+    _run(main())
+
+
+class _Replier:
+    """Collects answers the way the native gRPC server takes them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.calls: list[tuple[str, list]] = []
+        self._loop = loop
+        self.done = asyncio.Event()
+        self.expected = 0
+
+    def reply_many(self, answers) -> None:
+        self.calls.append((threading.current_thread().name, list(answers)))
+        if sum(len(a) for _, a in self.calls) >= self.expected:
+            self._loop.call_soon_threadsafe(self.done.set)
+
+
+def test_writes_with_a_replier_are_answered_from_the_raft_thread_in_batches(tmp_path):
+    async def main():
+        core = await _started(tmp_path / "d")
+        try:
+            replier = _Replier(asyncio.get_running_loop())
+            replier.expected = 50
+            for i in range(50):
+                request = rpc_pb2.PutRequest(key=b"k%02d" % i, value=b"v")
+                assert core.propose(Kind.PUT, request.SerializeToString(), request,
+                                    replier, ("token", i)) is None
+            await asyncio.wait_for(replier.done.wait(), 10)
+            assert {thread for thread, _ in replier.calls} == {"pykv-raft"}
+            # Requests applied in one Ready are answered in one call.
+            assert len(replier.calls) < 50
+            answers = [answer for _, batch in replier.calls for answer in batch]
+            assert sorted(token for token, _ in answers) == [("token", i) for i in range(50)]
+            revisions = sorted(rpc_pb2.PutResponse.FromString(result).header.revision
+                               for _, result in answers)
+            assert revisions == list(range(revisions[0], revisions[0] + 50))
+            assert core.raft.pending == 0
+        finally:
+            core.stop()
+
+    _run(main())
+
+
+def test_a_write_with_a_replier_that_nobody_answers_gets_the_timeout_there(tmp_path):
+    async def main():
+        core = await _started(tmp_path / "d")
+        try:
+            _stall_proposals(core, timeout_s=0.3)
+            replier = _Replier(asyncio.get_running_loop())
+            replier.expected = 1
+            request = rpc_pb2.PutRequest(key=b"k", value=b"v")
+            core.propose(Kind.PUT, request.SerializeToString(), request, replier, "t")
+            await asyncio.wait_for(replier.done.wait(), 5)
+            [(_, [(token, result)])] = replier.calls
+            assert token == "t" and isinstance(result, errors.Timeout)
+            assert core.raft.pending == 0
         finally:
             core.stop()
 

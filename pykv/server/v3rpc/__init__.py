@@ -26,6 +26,17 @@ from pykv import errors
 log = logging.getLogger("pykv.server.v3rpc")
 
 
+class _Replying:
+    """What a ``direct`` method returns once its answer is on its way to the
+    replier it was given."""
+
+    def __repr__(self) -> str:
+        return "REPLYING"
+
+
+REPLYING = _Replying()
+
+
 def status_of(exc: BaseException) -> tuple[str, str]:
     """The gRPC status (a ``grpc.StatusCode`` name) and message a handler's
     exception becomes, for every server pykv has (grpcio, native, gateway):
@@ -84,11 +95,11 @@ class Method:
     turns what the servicer returns (a message or bytes) into bytes.
     """
 
-    __slots__ = ("path", "name", "fn", "kind", "deserialize", "serialize", "fast")
+    __slots__ = ("path", "name", "fn", "kind", "deserialize", "serialize", "fast", "direct")
 
     def __init__(self, path: str, name: str, fn: Callable, kind: str,
                  deserialize: Callable | None, serialize: Callable,
-                 fast: Callable | None = None):
+                 fast: Callable | None = None, direct: Callable | None = None):
         self.path = path
         self.name = name
         self.fn = fn
@@ -99,6 +110,13 @@ class Method:
         # coroutine: a Future of the response bytes, or None for "use fn"
         # (the rare path, e.g. the quota alarm). Raises EtcdError on bad input.
         self.fast = fast
+        # Optional, as ``fast`` but ``direct(raw, replier, token)``: it may
+        # also return REPLYING, when the answer will go to
+        # ``replier.reply_many([(token, result)])`` from whichever thread has
+        # it (writes answered by the Raft thread; see
+        # pykv.server.raftnode.Replier). A server that can take answers from
+        # any thread prefers it to ``fast``.
+        self.direct = direct
 
 
 def method_kind(method_descriptor) -> str:
@@ -126,9 +144,12 @@ def service_methods(service_descriptor, servicer: object,
             deserialize = None
         else:
             deserialize = GetMessageClass(method.input_type).FromString
-        fast = getattr(servicer, f"{method.name}_fast", None) if deserialize is None else None
+        fast = direct = None
+        if deserialize is None:
+            fast = getattr(servicer, f"{method.name}_fast", None)
+            direct = getattr(servicer, f"{method.name}_direct", None)
         methods.append(Method(f"/{service_descriptor.full_name}/{method.name}", method.name, fn,
-                              method_kind(method), deserialize, _serialize, fast))
+                              method_kind(method), deserialize, _serialize, fast, direct))
     return methods
 
 

@@ -15,6 +15,7 @@ from pykv.engine.requests import Kind
 from pykv.mvcc import requests as checks
 from pykv.mvcc.reads import txn_writes
 from pykv.server.responses import txn_message
+from pykv.server.v3rpc import REPLYING
 from pykv.server.v3rpc.context import ServerContext
 
 RAW = frozenset({"Range", "Put", "DeleteRange", "Txn", "Compact"})
@@ -24,7 +25,9 @@ PHYSICAL_COMPACTION_WAIT_S = 60.0
 class KVService:
     """Each hot method has a ``*_fast`` form that answers with a future and no
     coroutine (the front-end link and the native server call it directly);
-    the async form awaits it."""
+    the async form awaits it. Writes also have a ``*_direct`` form whose
+    answer goes from the Raft thread straight to the native server
+    (``Method.direct``): ``*_fast`` is it with no replier."""
 
     def __init__(self, ctx: ServerContext):
         self.ctx = ctx
@@ -47,14 +50,17 @@ class KVService:
     async def Range(self, raw: bytes, context) -> bytes:
         return await self.Range_fast(raw)
 
-    def Put_fast(self, raw: bytes):
+    def Put_direct(self, raw: bytes, replier, token):
         ctx = self.ctx
         ctx.check_size(raw)
         req = rpc_pb2.PutRequest.FromString(raw)
         checks.check_put(req)
         if ctx.core.quota_exceeded(len(raw)):
             return None
-        return ctx.core.propose(Kind.PUT, raw, req)
+        return _pending(ctx.core.propose(Kind.PUT, raw, req, replier, token))
+
+    def Put_fast(self, raw: bytes):
+        return self.Put_direct(raw, None, None)
 
     async def Put(self, raw: bytes, context) -> bytes:
         future = self.Put_fast(raw)
@@ -63,17 +69,20 @@ class KVService:
             future = self.ctx.core.propose(Kind.PUT, raw, rpc_pb2.PutRequest.FromString(raw))
         return await future
 
-    def DeleteRange_fast(self, raw: bytes):
+    def DeleteRange_direct(self, raw: bytes, replier, token):
         ctx = self.ctx
         ctx.check_size(raw)
         req = rpc_pb2.DeleteRangeRequest.FromString(raw)
         checks.check_delete(req)
-        return ctx.core.propose(Kind.DELETE_RANGE, raw, req)
+        return _pending(ctx.core.propose(Kind.DELETE_RANGE, raw, req, replier, token))
+
+    def DeleteRange_fast(self, raw: bytes):
+        return self.DeleteRange_direct(raw, None, None)
 
     async def DeleteRange(self, raw: bytes, context) -> bytes:
         return await self.DeleteRange_fast(raw)
 
-    def Txn_fast(self, raw: bytes):
+    def Txn_direct(self, raw: bytes, replier, token):
         ctx = self.ctx
         ctx.check_size(raw)
         req = rpc_pb2.TxnRequest.FromString(raw)
@@ -84,7 +93,10 @@ class KVService:
             return chain(ctx.core.read_barrier(), lambda _: self._read_txn(req))
         if ctx.core.quota_exceeded(len(raw)):
             return None
-        return ctx.core.propose(Kind.TXN, raw, req)
+        return _pending(ctx.core.propose(Kind.TXN, raw, req, replier, token))
+
+    def Txn_fast(self, raw: bytes):
+        return self.Txn_direct(raw, None, None)
 
     def _read_txn(self, req) -> bytes:
         return txn_message(self.ctx.headers, self.ctx.store.txn_read(req)).SerializeToString()
@@ -107,6 +119,12 @@ class KVService:
             if not done:
                 raise errors.Timeout("physical compaction still running")
         return response
+
+
+def _pending(future: asyncio.Future | None):
+    """What a ``*_direct`` method returns for a proposal: its future, or
+    REPLYING when it was given a replier (and no future was made)."""
+    return REPLYING if future is None else future
 
 
 def chain(future: asyncio.Future, then) -> asyncio.Future:
