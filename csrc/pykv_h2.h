@@ -54,9 +54,11 @@
  * are taken in order from the batch's data. Messages wait for the peer's
  * flow-control window; they are never dropped while the call lives.
  *
- * Thread safety: poll, respond, shutdown and stats may be called from any
- * one thread while the I/O thread runs (the batch poll returned stays valid
- * until the next poll). A pykv_h2_conn belongs to one thread.
+ * Thread safety: poll may be called from any one thread while the I/O
+ * thread runs (the batch it returned stays valid until the next poll);
+ * respond, shutdown and stats from any threads, at the same time too (they
+ * take the server's mutexes; pykv's Raft thread and event loop both
+ * respond). A pykv_h2_conn belongs to one thread.
  */
 #ifndef PYKV_H2_H
 #define PYKV_H2_H
