@@ -151,9 +151,17 @@ class Core:
         return self.raft.read_index()
 
     def quota_exceeded(self, extra_bytes: int) -> bool:
-        """The backend size as of the last applied batch, plus ``extra_bytes``,
-        is past the quota (checked per request without touching LMDB)."""
-        return self.db_size + extra_bytes > self.store.quota_bytes
+        """The backend size plus ``extra_bytes`` is past the quota. Checked
+        per request against the size the Raft thread last read (at most
+        DB_SIZE_REFRESH_S old), without touching LMDB; a "yes" is measured
+        again first, because a defragmentation may have shrunk the file
+        since, and a stale "yes" would raise the NOSPACE alarm again right
+        after an operator disarmed it."""
+        quota = self.store.quota_bytes
+        if self.db_size + extra_bytes <= quota:
+            return False
+        self.db_size = self.store.size_bytes
+        return self.db_size + extra_bytes > quota
 
     @property
     def leader_id(self) -> int:
