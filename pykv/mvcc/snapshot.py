@@ -25,7 +25,7 @@ import os
 import struct
 from operator import itemgetter
 from array import array
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import lmdb
 import xxhash
@@ -36,6 +36,7 @@ from pykv._binding import check, ffi, lib
 from pykv.mvcc import checkpoint, index, schema as s
 
 FORMAT_VERSION = 1
+STREAM_MAGIC = b"PKSF"                  # every frame starts with it (csrc/pykv_snap.h)
 SNAP_HEADER = struct.Struct("<IIqqq")   # format, schema, revision, compact revision, applied index
 SNAP_TRAILER = struct.Struct("<QQ")     # records, xxh64 of all raw chunk payloads
 CHUNK_RECORDS = 8192                    # records per chunk...
@@ -154,6 +155,14 @@ def restore(stream: BinaryIO, path: str, origin: str | None = None) -> None:
     stream. Raises ``CorruptionError`` and leaves nothing behind if the
     stream is damaged."""
     origin = origin or getattr(stream, "name", "<stream>")
+    build_store_file(path, lambda env: _fill(env, _Reader(stream, str(origin))))
+
+
+def build_store_file(path: str, fill: Callable[[lmdb.Environment], None]) -> None:
+    """Create the LMDB file ``path`` (which must not exist) with ``fill(env)``,
+    which writes every table (it commits its own transactions and may grow
+    the map). Built under a temporary name, synced, and renamed into place
+    only if ``fill`` returns; if it raises, nothing is left behind."""
     if os.path.exists(path):
         raise errors.StorageError(f"cannot restore a snapshot over the existing store {path}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -164,7 +173,7 @@ def restore(stream: BinaryIO, path: str, origin: str | None = None) -> None:
     env = lmdb.open(tmp, subdir=False, map_size=64 << 20, max_dbs=len(s.TABLES) + 1, sync=False,
                     metasync=False, readahead=False, meminit=False)
     try:
-        _fill(env, _Reader(stream, str(origin)))
+        fill(env)
         env.sync(True)
     except BaseException:
         env.close()
