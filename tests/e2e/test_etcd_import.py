@@ -121,6 +121,15 @@ def test_restored_pykv_has_etcds_leases_with_their_keys_and_full_ttl(migrated):
     assert sorted(base64.b64decode(k) for k in ttl["keys"]) == [b"leased/a", b"leased/b"]
 
 
+def test_the_restored_member_is_a_new_one_member_cluster(migrated):
+    _etcd, pykv, _facts, _snapshot, out = migrated
+    members = etcdctl_json(pykv.endpoint, "member", "list")["members"]
+    assert [(m["name"], m["peerURLs"]) for m in members] == [
+        (pykv.name, [f"http://127.0.0.1:{pykv.peer_port}"])]
+    report = json.loads(out.stdout)
+    assert int(report["member-id"], 16) == members[0]["ID"]
+
+
 def test_history_below_the_snapshot_revision_is_compacted(migrated):
     _etcd, pykv, facts, _snapshot, out = migrated
     revision = facts["revision"]
