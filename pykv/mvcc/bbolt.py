@@ -210,7 +210,7 @@ class BoltFile:
         if not 2 <= pgid < meta.high_water:
             raise self._corrupt(pgid, f"page number out of range (2 to {meta.high_water - 1})")
         start = pgid * meta.page_size
-        page_id, flags, count, overflow = PAGE_HEADER.unpack_from(self._map, start)
+        page_id, flags, _count, overflow = PAGE_HEADER.unpack_from(self._map, start)
         if page_id != pgid:
             raise self._corrupt(pgid, f"its header says page {page_id}")
         if flags not in (FLAG_BRANCH, FLAG_LEAF):

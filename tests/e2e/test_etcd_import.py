@@ -107,7 +107,7 @@ def test_restored_pykv_serves_etcds_keys_with_etcds_revisions(migrated):
     keys = {kv[0] for kv in pykv_kvs}
     assert {BINARY_KEY, LONG_KEY, b"big", b"txn/2", b"leased/a"} <= keys
     assert not {b"k/0002", b"k/0100", b"leased/gone"} & keys
-    assert dict((kv[0], kv[1]) for kv in pykv_kvs)[b"big"] == BIG_VALUE
+    assert {kv[0]: kv[1] for kv in pykv_kvs}[b"big"] == BIG_VALUE
 
 
 def test_restored_pykv_has_etcds_leases_with_their_keys_and_full_ttl(migrated):
