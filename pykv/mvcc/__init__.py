@@ -84,6 +84,9 @@ process crash loses no commit in any of them, they differ on power loss::
     store.quota_exceeded(extra) / size_bytes / size_in_use_bytes
     store.compact_step(); store.compact_pending; store.wait_compacted(rev)
     store.write_snapshot(fileobj); Store.restore_snapshot(fileobj, path)
+    bulkload.build_store(path, records, leases, revision=..., compact_revision=...,
+                         applied_index=...)   # a new store from a live state with given
+                                        # revisions (imports); bbolt.BoltFile reads bbolt files
     store.close()
 
 Another process reading the same store (gRPC front ends beside the core)::
