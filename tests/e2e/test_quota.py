@@ -36,7 +36,9 @@ def test_past_the_quota_puts_fail_until_compact_defrag_and_disarm(fresh_pykv, et
     got = etcdctl(endpoint, "get", written[0], "--print-value-only").stdout
     assert got.rstrip(b"\n") == VALUE
     deleted = etcdctl(endpoint, "del", "/q/", "--prefix").stdout.decode().split()[0]
-    assert int(deleted) == len(written)
+    # Real etcd sometimes has applied the put it answered with the error (its
+    # quota check runs before the proposal and again at apply): one more key.
+    assert len(written) <= int(deleted) <= len(written) + 1
     again = etcdctl(endpoint, "put", "/q/again", "small", check=False)
     assert again.returncode != 0 and b"database space exceeded" in again.stderr
 
