@@ -1,0 +1,9 @@
+"""History checking of `pykv serve` under crashes (etcd robustness / Jepsen style).
+
+Concurrent clients record every operation (invoke, then ok / fail /
+indeterminate), a nemesis SIGKILLs and restarts the server, and validators
+check the history against a model of etcd's KV: revisions
+(`validate.py`), per-key linearizability (`linearizability.py` with the model
+in `model.py`) and the final state. `python -m tests.robustness` runs more
+seeds than CI does.
+"""

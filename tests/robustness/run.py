@@ -1,0 +1,221 @@
+"""One robustness run: start `pykv serve`, drive recorded traffic while a
+nemesis SIGKILLs and restarts it, read the final state and the write log,
+then validate the history. `run()` returns a `Report`; `Report.failure()`
+is the message to show (seed, data dir, the window around each violation)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import random
+import threading
+import time
+
+import grpc
+
+from pykv.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from tests.e2e.harness import ServerProcess, etcdctl
+from tests.robustness import validate
+from tests.robustness.history import FAIL, GET, OK, UNKNOWN, KeyValue, Recorder, window
+from tests.robustness.traffic import Client, key_value
+from tests.robustness.validate import LoggedWrite, Violation
+
+PREFIX = b"/robustness/"
+_PREFIX_END = PREFIX[:-1] + bytes([PREFIX[-1] + 1])
+
+
+@dataclasses.dataclass
+class Config:
+    seed: int
+    duration_s: float = 10.0
+    clients: int = 6
+    keys: int = 6
+    kills: int = 2
+    ops_per_s: float = 150.0       # all clients together; keeps a key's history to hundreds
+    request_timeout_s: float = 2.0
+    checker_budget_s: float = 60.0
+
+
+@dataclasses.dataclass
+class Report:
+    config: Config
+    data_dir: pathlib.Path
+    history_path: pathlib.Path
+    counts: dict[str, int]
+    kill_times_s: list[float]
+    final_revision: int
+    check_s: float
+    violations: list[Violation]
+    operations: list = dataclasses.field(repr=False, default_factory=list)
+
+    def summary(self) -> str:
+        return (f"seed {self.config.seed}: {sum(self.counts.values())} operations "
+                f"({', '.join(f'{n} {s}' for s, n in self.counts.items())}), "
+                f"{len(self.kill_times_s)} kills, final revision {self.final_revision}, "
+                f"checked in {self.check_s:.2f}s: "
+                f"{'OK' if not self.violations else f'{len(self.violations)} violations'}")
+
+    def failure(self) -> str:
+        lines = [self.summary(), f"data dir kept: {self.data_dir}",
+                 f"history: {self.history_path}",
+                 f"kills at (monotonic): {', '.join(f'{t:.4f}' for t in self.kill_times_s)}"]
+        for violation in self.violations[:5]:
+            lines.append(str(violation))
+            keys = {op.key for op in violation.operations}
+            context = [op for op in self.operations if op.key in keys]
+            for op in window(context, violation.operations):
+                mark = ">>" if op in violation.operations else "  "
+                lines.append(f"  {mark} {op.describe()}")
+        if len(self.violations) > 5:
+            lines.append(f"... and {len(self.violations) - 5} more")
+        return "\n".join(lines)
+
+
+class Nemesis:
+    """SIGKILLs the server at seeded random moments and restarts it on the
+    same data dir; `up` is clear while it is down."""
+
+    def __init__(self, server: ServerProcess, config: Config, up: threading.Event) -> None:
+        self.server = server
+        self.up = up
+        rng = random.Random(config.seed)
+        # Spread the kills over the middle of the run, one per slot.
+        slot = config.duration_s * 0.8 / max(config.kills, 1)
+        self.delays_s = [config.duration_s * 0.1 + slot * (i + rng.uniform(0.1, 0.9))
+                         for i in range(config.kills)]
+        self.kill_times_s: list[float] = []
+        self.restarts = 0
+        self.error: BaseException | None = None
+
+    def run(self, started_s: float, stop: threading.Event) -> None:
+        try:
+            for delay in self.delays_s:
+                if stop.wait(max(0.0, started_s + delay - time.monotonic())):
+                    return
+                self.crash_and_restart()
+        except BaseException as error:  # noqa: BLE001 - reported by the run, not lost in a thread
+            self.error = error
+            stop.set()
+
+    def crash_and_restart(self) -> None:
+        self.up.clear()
+        self.kill_times_s.append(time.monotonic())
+        self.server.kill()
+        self.restarts += 1
+        # A log per incarnation: start() waits for this one's "ready" line.
+        data_dir = self.server.data_dir
+        self.server.log_path = data_dir.parent / f"{data_dir.name}.{self.restarts}.log"
+        self.server.start()
+        self.up.set()
+
+
+def _final_read(endpoint: str, recorder: Recorder, keys: list[bytes], first_client: int,
+                timeout_s: float) -> tuple[int, dict[bytes, KeyValue]]:
+    """A linearizable read of every key, recorded as one GET per key (each from
+    a client of its own, as they are concurrent)."""
+    with grpc.insecure_channel(endpoint) as channel:
+        ops = [recorder.invoke(first_client + i, GET, key) for i, key in enumerate(keys)]
+        response = rpc_pb2_grpc.KVStub(channel).Range(
+            rpc_pb2.RangeRequest(key=PREFIX, range_end=_PREFIX_END), timeout=timeout_s)
+    final = {item.key: key_value(item) for item in response.kvs}
+    for op in ops:
+        Recorder.ok(op, revision=response.header.revision, kv=final.get(op.key))
+    return response.header.revision, final
+
+
+def _write_log(endpoint: str, final_revision: int, timeout_s: float) -> list[LoggedWrite]:
+    """Every write since revision 1 under PREFIX, from a watch (nothing is compacted)."""
+    if final_revision <= 1:
+        return []
+    done = threading.Event()
+
+    def requests():
+        yield rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
+            key=PREFIX, range_end=_PREFIX_END, start_revision=1))
+        done.wait(timeout_s)
+
+    log: list[LoggedWrite] = []
+    with grpc.insecure_channel(endpoint) as channel:
+        stream = rpc_pb2_grpc.WatchStub(channel).Watch(requests(), timeout=timeout_s)
+        try:
+            for response in stream:
+                for event in response.events:
+                    deleted = event.type == event.DELETE
+                    log.append(LoggedWrite(event.kv.mod_revision, event.kv.key,
+                                           None if deleted else event.kv.value))
+                if log and log[-1].revision >= final_revision:
+                    break
+        finally:
+            done.set()
+            stream.cancel()
+    return log
+
+
+def _hashkv(endpoint: str) -> tuple[int, int]:
+    """(hash, revision) from `etcdctl endpoint hashkv`."""
+    out = json.loads(etcdctl(endpoint, "endpoint", "hashkv", "-w", "json").stdout)[0]["HashKV"]
+    return out["hash"], out["header"]["revision"]
+
+
+def run(config: Config, data_dir: pathlib.Path) -> Report:
+    """Run traffic with kills against a fresh server on `data_dir`; the caller
+    owns the directory (it is left in place, with the logs and history beside it)."""
+    keys = [PREFIX + b"%d" % i for i in range(config.keys)]
+    recorder = Recorder()
+    server = ServerProcess(data_dir).start()
+    try:
+        up, stop = threading.Event(), threading.Event()
+        up.set()
+        clients = [Client(n, server.endpoint, keys, recorder, config.seed,
+                          config.ops_per_s / config.clients, config.request_timeout_s)
+                   for n in range(config.clients)]
+        threads = [threading.Thread(target=c.run, args=(stop, up), daemon=True) for c in clients]
+        nemesis = Nemesis(server, config, up)
+        started_s = time.monotonic()
+        threads.append(threading.Thread(target=nemesis.run, args=(started_s, stop), daemon=True))
+        for thread in threads:
+            thread.start()
+        stop.wait(config.duration_s)
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+            assert not thread.is_alive(), "a client or the nemesis did not stop"
+        if nemesis.error is not None:
+            raise RuntimeError(f"restart failed; data dir {data_dir}:\n{server.log()}") \
+                from nemesis.error
+
+        final_revision, final = _final_read(server.endpoint, recorder, keys, config.clients,
+                                            config.request_timeout_s * 5)
+        log = _write_log(server.endpoint, final_revision, config.request_timeout_s * 5)
+        hash_before = _hashkv(server.endpoint)
+        nemesis.crash_and_restart()  # a crash with no writes in flight changes nothing
+        hash_after = _hashkv(server.endpoint)
+        _, final_after = _final_read(server.endpoint, recorder, keys,
+                                     config.clients + config.keys,
+                                     config.request_timeout_s * 5)
+        assert server.stop() == 0, f"pykv serve did not stop cleanly:\n{server.log()}"
+    finally:
+        server.kill()
+
+    operations = recorder.operations
+    checked_s = time.monotonic()
+    violations = validate.check_clients(operations)
+    violations += validate.check_revisions(operations, final_revision)
+    violations += validate.check_linearizable(operations, config.checker_budget_s)
+    violations += validate.check_final_state(operations, final, keys)
+    violations += validate.check_write_log(operations, log, 1, final_revision)
+    if hash_before != hash_after:
+        violations.append(Violation("hashkv", f"endpoint hashkv (hash, revision) was "
+                                    f"{hash_before} before a crash without writes and "
+                                    f"{hash_after} after it"))
+    if final_after != final:
+        violations.append(Violation("final state", "a crash without writes changed the data: "
+                                    f"{final} became {final_after}"))
+    check_s = time.monotonic() - checked_s
+    history_path = data_dir.parent / f"{data_dir.name}.history.jsonl"
+    recorder.save(history_path)
+    counts = {status: sum(1 for op in operations if op.status == status)
+              for status in (OK, FAIL, UNKNOWN)}
+    return Report(config, data_dir, history_path, counts, nemesis.kill_times_s[:-1],
+                  final_revision, check_s, violations, operations)
