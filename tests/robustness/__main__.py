@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, default=6)
     parser.add_argument("--kills", type=int, default=4, help="SIGKILLs per run")
     parser.add_argument("--ops-per-s", type=float, default=200.0)
+    parser.add_argument("--request-timeout", type=float, default=5.0,
+                        help="seconds before a request counts as indeterminate")
     parser.add_argument("--out", type=pathlib.Path, help="keep every run's data dir here")
     args = parser.parse_args(argv)
     out = args.out or pathlib.Path(tempfile.mkdtemp(prefix="pykv-robustness-"))
@@ -32,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = out / f"seed-{seed}"
         run_dir.mkdir(parents=True, exist_ok=False)
         config = Config(seed=seed, duration_s=args.duration, clients=args.clients,
-                        keys=args.keys, kills=args.kills, ops_per_s=args.ops_per_s)
+                        keys=args.keys, kills=args.kills, ops_per_s=args.ops_per_s,
+                        request_timeout_s=args.request_timeout)
         report = run(config, run_dir / "data")
         if report.violations:
             failed += 1

@@ -33,7 +33,7 @@ class Config:
     keys: int = 6
     kills: int = 2
     ops_per_s: float = 150.0       # all clients together; keeps a key's history to hundreds
-    request_timeout_s: float = 2.0
+    request_timeout_s: float = 5.0    # longer than CI stalls: a timeout is an indeterminate op
     checker_budget_s: float = 60.0
 
 

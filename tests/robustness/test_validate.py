@@ -81,3 +81,17 @@ def test_client_with_two_requests_at_once_breaks_the_assumptions():
                                    op(1, GET, 1, 3, kv=None, revision=1)])
     assert validate.check_clients([op(1, PUT, 0, None, value=b"a"),
                                    op(1, GET, 1, 3, kv=None, revision=1)]) == []
+
+
+def test_failure_report_names_the_seed_the_kept_data_dir_and_the_window(tmp_path):
+    from tests.robustness.run import Config, Report
+
+    ops = [op(1, PUT, 0, 1, value=b"a", revision=2), op(2, GET, 2, 3, kv=None, revision=2),
+           op(3, PUT, 50, 51, key=b"far", value=b"z", revision=3)]
+    violations = validate.check_linearizable(ops)
+    report = Report(Config(seed=42), tmp_path / "data", tmp_path / "h.jsonl",
+                    {"ok": 3}, [], 3, 0.0, violations, ops)
+    text = report.failure()
+    assert "seed 42" in text and str(tmp_path / "data") in text
+    assert f">> {ops[1].describe()}" in text and ops[0].describe() in text
+    assert ops[2].describe() not in text  # another key, outside the window
