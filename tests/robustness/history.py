@@ -98,6 +98,8 @@ class Operation:
                     text += f" {name}={field}"
         elif self.error:
             text += f" ({self.error})"
+        if self.status == UNKNOWN and self.revision is not None:
+            text += f" [logged at rev={self.revision}]"
         return text
 
     def to_json(self) -> dict:

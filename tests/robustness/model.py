@@ -139,15 +139,16 @@ def step(state: KeyState, op: Operation) -> KeyState | None:
 
 
 def _step_unknown(state: KeyState, op: Operation) -> KeyState | None:
-    """An indeterminate write that took effect, at an unknown revision."""
+    """An indeterminate write that took effect, at an unknown revision unless
+    the history was patched with the one it was logged at (`op.revision`)."""
     if op.kind == PUT:
-        return _put(state, op.value, None)
+        return _put(state, op.value, op.revision)
     if op.kind == DELETE:
         return _delete(state, None)
     if op.kind == CAS:
         if not _mod_revision_may_be(state, op.expected):
             return None
-        return _put(state, op.value, None)
+        return _put(state, op.value, op.revision)
     if op.kind == TXN_GET:
-        return _put(state, op.value, None) if state.value == op.expected else None
+        return _put(state, op.value, op.revision) if state.value == op.expected else None
     raise AssertionError(f"unknown {op.kind} must not be stepped: {op.describe()}")

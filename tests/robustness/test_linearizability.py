@@ -236,3 +236,11 @@ def tiny_histories(draw) -> list[Operation]:
 @given(tiny_histories())
 def test_checker_agrees_with_brute_force_on_tiny_histories(history):
     assert (verdict(history) == LIN) == brute_force(history)
+
+
+def test_indeterminate_put_patched_with_its_logged_revision_is_pinned_there():
+    lost = op(1, PUT, 0, None, value=b"a", revision=5)  # patched: logged at revision 5
+    read = op(2, GET, 1, 2, kv=None, revision=6)
+    assert verdict([lost, read]) == LIN  # it may come after the read...
+    later = op(2, GET, 3, 4, kv=kv(b"a", 5), revision=7)
+    assert verdict([lost, read, later]) == NOT  # ...but not after a read at revision 6

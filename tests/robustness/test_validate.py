@@ -95,3 +95,11 @@ def test_failure_report_names_the_seed_the_kept_data_dir_and_the_window(tmp_path
     assert "seed 42" in text and str(tmp_path / "data") in text
     assert f">> {ops[1].describe()}" in text and ops[0].describe() in text
     assert ops[2].describe() not in text  # another key, outside the window
+
+
+def test_patching_drops_unlogged_indeterminate_writes_and_pins_logged_ones():
+    ops = [op(1, PUT, 0, 1, value=b"a", revision=2), op(2, PUT, 0, None, value=b"b"),
+           op(3, PUT, 0, None, value=b"c"), op(4, DELETE, 0, None)]
+    patched = validate.patch_history(ops, [LoggedWrite(2, b"k", b"a"), LoggedWrite(3, b"k", b"c")])
+    assert [(o.value, o.revision) for o in patched] == [(b"a", 2), (b"c", 3), (None, None)]
+    assert ops[2].revision is None  # the recorded history is left alone

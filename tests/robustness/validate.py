@@ -202,5 +202,24 @@ def check_write_log(operations: list[Operation], log: list[LoggedWrite], first_r
     return out
 
 
+def patch_history(operations: list[Operation], log: list[LoggedWrite]) -> list[Operation]:
+    """What etcd's patch_history does with the WAL, done with the write log:
+    an indeterminate put / cas / txn_get whose (unique) value is not in the
+    log never took effect and is left out; one that is took effect at the
+    logged revision, which pins it in the search. Indeterminate deletes stay
+    as they are (a delete carries no value to find). The recorded operations
+    are not changed; patched ones are copies."""
+    logged = {write.value: write.revision for write in log if write.value is not None}
+    out = []
+    for op in operations:
+        if op.status == UNKNOWN and op.is_write and op.value is not None:
+            revision = logged.get(op.value)
+            if revision is None:
+                continue
+            op = dataclasses.replace(op, revision=revision)
+        out.append(op)
+    return out
+
+
 def indeterminate_count(operations: list[Operation]) -> int:
     return sum(1 for op in operations if math.isinf(op.return_s))
