@@ -70,6 +70,7 @@ class ServerProcess:
 
     def start(self, timeout_s: float = 30.0) -> "ServerProcess":
         log = open(self.log_path, "ab")
+        start_offset = log.tell()  # a restart appends: only its own lines count
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                         cwd=str(ROOT), env=self.env)
         log.close()
@@ -78,7 +79,7 @@ class ServerProcess:
             # With front ends the port opens with the first of them; "ready"
             # is logged once all of them listen.
             deadline = time.monotonic() + timeout_s
-            while "ready to serve client requests" not in self.log():
+            while b"ready to serve client requests" not in self._log_bytes(start_offset):
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"pykv serve did not get ready:\n{self.log()}")
                 time.sleep(0.05)
@@ -105,6 +106,14 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def _log_bytes(self, offset: int) -> bytes:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read()
+        except FileNotFoundError:
+            return b""
 
 
 def etcdctl_path() -> str | None:
