@@ -76,7 +76,11 @@ if TYPE_CHECKING:
     from pykv.mvcc.store import Store
 
 SUFFIX = "-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1 records (written before 2026-11-24) hashed only the free table's
+# root: their reader took the main table's root from the wrong offset, past
+# the end of the file. They are still read and checked the way they were made.
+_LEGACY_FORMAT_VERSION = 1
 _MAGIC = b"PYKVCKP1"
 _HEADER = struct.Struct("<8sIIQqII16s")
 _CRC = struct.Struct("<I")
@@ -88,7 +92,10 @@ _META_MAGIC = 0xBEEFC0DE
 _META_HEAD = struct.Struct("<II")  # mm_magic, mm_version at offset 16
 _META_TAIL = struct.Struct("<QQ")  # mm_last_pg, mm_txnid at offset 136
 _META_HEAD_AT, _META_TAIL_AT = 16, 136
-_META_ROOTS = struct.Struct("<Q44xQ")  # md_root of mm_dbs[FREE_DBI], of mm_dbs[MAIN_DBI]
+# md_root of mm_dbs[FREE_DBI] and of mm_dbs[MAIN_DBI]: MDB_meta starts after the
+# 16-byte page header with magic, version, address and map size (24 bytes), then
+# the two 48-byte MDB_db records, each with md_root at offset 40.
+_META_ROOTS = struct.Struct("<Q40xQ")
 _META_ROOTS_AT = 80
 _NO_PAGE = 0xFFFF_FFFF_FFFF_FFFF  # P_INVALID: an empty table
 _BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
@@ -121,9 +128,10 @@ class Record:
     roots_crc: int  # of T's root pages (``root_pages``), read when T was pinned
     boot_id: bytes
     meta_pages: bytes  # pages 0 and 1, page_bytes each
+    version: int = FORMAT_VERSION
 
     def encode(self) -> bytes:
-        body = _HEADER.pack(_MAGIC, FORMAT_VERSION, self.page_bytes, self.txnid,
+        body = _HEADER.pack(_MAGIC, self.version, self.page_bytes, self.txnid,
                             self.applied_index, self.roots_crc, 0,
                             self.boot_id.ljust(16, b"\0"))
         body += self.meta_pages
@@ -138,9 +146,10 @@ class Record:
             _HEADER.unpack_from(raw)
         if magic != _MAGIC:
             raise errors.CorruptionError(f"{where} is not a pykv checkpoint record", path=where)
-        if version != FORMAT_VERSION:
+        if version not in (FORMAT_VERSION, _LEGACY_FORMAT_VERSION):
             raise errors.StorageError(f"checkpoint record {where} has format {version}; this "
-                                      f"pykv reads format {FORMAT_VERSION}")
+                                      f"pykv reads formats {_LEGACY_FORMAT_VERSION} and "
+                                      f"{FORMAT_VERSION}")
         if not 512 <= page_bytes <= _PAGE_BYTES_MAX or len(raw) != \
                 _HEADER.size + 2 * page_bytes + _CRC.size:
             raise errors.CorruptionError(f"checkpoint record {where}: page size {page_bytes} "
@@ -153,7 +162,7 @@ class Record:
         if newest_txnid(pages, page_bytes) != txnid:
             raise errors.CorruptionError(f"checkpoint record {where}: its meta pages do not "
                                          f"describe transaction {txnid}", path=where)
-        return cls(page_bytes, txnid, applied, roots_crc, boot.rstrip(b"\0"), pages)
+        return cls(page_bytes, txnid, applied, roots_crc, boot.rstrip(b"\0"), pages, version)
 
     @property
     def meta_page(self) -> bytes:
@@ -177,11 +186,21 @@ def meta_last_page(page: bytes) -> int:
     return _META_TAIL.unpack_from(page, _META_TAIL_AT)[0]
 
 
-def root_pages(fd: int, meta: bytes, page_bytes: int) -> bytes:
+def root_pages(fd: int, meta: bytes, page_bytes: int,
+               version: int = FORMAT_VERSION) -> bytes:
     """The root pages of the free and the main table of the state ``meta``
-    describes, read from the file ``fd`` (empty tables have none)."""
+    describes, read from the file ``fd`` (empty tables have none; a format 1
+    record covered the free table's only)."""
+    roots = _META_ROOTS.unpack_from(meta, _META_ROOTS_AT)
+    if version == _LEGACY_FORMAT_VERSION:
+        roots = roots[:1]
+    last_page = meta_last_page(meta)
+    for root in roots:
+        if root != _NO_PAGE and root > last_page:
+            raise errors.CorruptionError(f"meta page names root page {root} past its last "
+                                         f"page {last_page}")
     return b"".join(os.pread(fd, page_bytes, root * page_bytes)
-                    for root in _META_ROOTS.unpack_from(meta, _META_ROOTS_AT) if root != _NO_PAGE)
+                    for root in roots if root != _NO_PAGE)
 
 
 def newest_txnid(pages: bytes, page_bytes: int) -> int | None:
@@ -298,7 +317,8 @@ def _check_same_file(fd: int, path: str, record: Record) -> None:
                   meta_last_page(record.meta_pages[record.page_bytes:])) + 1) * record.page_bytes
     if size < needed:
         problem = f"it is shorter ({size} bytes) than that state ({needed} bytes)"
-    elif crc32c(root_pages(fd, record.meta_page, record.page_bytes)) != record.roots_crc:
+    elif crc32c(root_pages(fd, record.meta_page, record.page_bytes, record.version)) != \
+            record.roots_crc:
         problem = "its root pages differ"
     else:
         return
@@ -533,4 +553,9 @@ class Checkpointer:
                 if self.failure is not None:
                     return
                 continue
+            except Exception as exc:  # a bug: stop writes loudly rather than pin forever
+                _log.critical("checkpoint of the MVCC store %s failed; the store takes no "
+                              "more writes", self.path, exc_info=True)
+                self.failure = errors.StorageError(f"checkpoint failed: {exc!r}")
+                return
             self._commits_seen = commits

@@ -17,6 +17,8 @@ import pathlib
 import random
 import subprocess
 import sys
+import threading
+import time
 
 import lmdb
 import pytest
@@ -457,3 +459,76 @@ def test_concurrent_commits_checkpoints_and_map_growth_keep_each_checkpoint_whol
         assert applied == last.applied_index
         assert store.range(RangeRequest(b"k", b"l", count_only=True)).count == applied
         assert store.get(b"hot").value == b"%d" % applied
+
+
+def _meta_roots_by_layout(meta: bytes) -> list[int]:
+    """md_root of the free and the main table, located from LMDB's MDB_meta
+    layout (16-byte page header; magic, version, address, map size; two
+    48-byte MDB_db with md_root at 40), independently of checkpoint.py."""
+    import struct
+
+    free_root = struct.unpack_from("<Q", meta, 16 + 24 + 40)[0]
+    main_root = struct.unpack_from("<Q", meta, 16 + 24 + 48 + 40)[0]
+    return [root for root in (free_root, main_root) if root != 0xFFFF_FFFF_FFFF_FFFF]
+
+
+def test_the_record_covers_the_root_pages_of_both_tables(store_path):
+    from pykv._binding import crc32c
+
+    store = Store.open(store_path, checkpoint_interval_s=None)
+    try:
+        workload(store, random.Random(5), 60)
+        store.checkpoint()
+        record = checkpoint.read_record(store_path)
+        roots = _meta_roots_by_layout(record.meta_page)
+        assert len(roots) == 2  # the main table holds the named tables: never empty here
+        with open(store_path, "rb") as handle:
+            pages = b"".join(os.pread(handle.fileno(), record.page_bytes,
+                                      root * record.page_bytes) for root in roots)
+        assert len(pages) == 2 * record.page_bytes
+        assert record.roots_crc == crc32c(pages) and record.version == 2
+    finally:
+        store.close()
+
+
+def test_a_format_1_record_still_recovers(store_path, monkeypatch):
+    # Written by pykv before format 2: its CRC covers the free table's root only.
+    from pykv._binding import crc32c
+
+    crash_child(store_path, CRASH_AFTER_CHECKPOINT)
+    record = checkpoint.read_record(store_path)
+    with open(store_path, "rb") as handle:
+        free_root = _meta_roots_by_layout(record.meta_page)[0]
+        legacy_crc = crc32c(os.pread(handle.fileno(), record.page_bytes,
+                                     free_root * record.page_bytes))
+    legacy = checkpoint.Record(record.page_bytes, record.txnid, record.applied_index,
+                               legacy_crc, record.boot_id, record.meta_pages, version=1)
+    pathlib.Path(checkpoint.record_path(store_path)).write_bytes(legacy.encode())
+    monkeypatch.setattr(checkpoint, "current_boot_id", lambda: OTHER_BOOT)
+    with Store.open(store_path) as store:
+        assert store.applied_index == 20
+
+
+def test_an_unexpected_checkpoint_error_stops_writes_rather_than_pinning_forever(store_path):
+    # A checkpoint thread that died quietly left its pin in place: the file grew
+    # by every commit's pages (2.4 GB under etcdctl check perf --load=l).
+    store = Store.open(store_path, checkpoint_interval_s=0.01)
+    try:
+        failed = threading.Event()
+
+        def broken() -> int:
+            failed.set()
+            raise RuntimeError("a bug")
+
+        store._checkpointer.checkpoint = broken
+        with store.write(1) as w:
+            w.put(PutRequest(b"a", b"1"))
+        assert failed.wait(30)
+        deadline = time.monotonic() + 30
+        while store._checkpointer.failure is None:
+            assert time.monotonic() < deadline
+            failed.wait(0.01)
+        with pytest.raises(errors.FatalSyncError, match="no more writes"):
+            store.write(2)
+    finally:
+        store.close()
