@@ -141,7 +141,7 @@ class Engine:
         if self._quota_unmeasured < self._quota_room:
             return
         store = self.store
-        size = store.size_bytes
+        size = store.quota_size_bytes
         self._quota_room = store.quota_bytes - size
         self._quota_unmeasured = 0
         if size + extra_bytes <= store.quota_bytes:
