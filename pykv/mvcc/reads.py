@@ -211,26 +211,29 @@ def _compare_one(cmp: Any, target: int, create: int, mod: int, version: int, lea
     return True
 
 
-def check_txn_range(rev: int, current: int, compacted: int) -> None:
-    """etcd's checkRange for a Range inside a txn: unlike a plain Range, a
-    negative revision there is below the compact revision (ErrCompacted)."""
+def check_txn_range(rev: int, current: int, first_rev: int) -> None:
+    """etcd's checkRange for a Range inside a txn. ``first_rev`` is the
+    compact revision as etcd keeps it: ``NEVER_COMPACTED`` (-1) before the
+    first compaction, so a negative revision is ErrCompacted there (unlike a
+    plain Range, which reads the current revision), except -1 on a store
+    never compacted (checked against etcd 3.4.23)."""
     if rev == 0:
         return
     if rev > current:
         raise errors.FutureRevision()
-    if compacted > 0 and rev < compacted:  # NEVER_COMPACTED (-1) and 0 alike
+    if rev < first_rev:
         raise errors.Compacted()
 
 
-def check_txn_ranges(req: Any, path: list, current: int, compacted: int) -> None:
+def check_txn_ranges(req: Any, path: list, current: int, first_rev: int) -> None:
     """``check_txn_range`` on every Range of the chosen branches."""
     nested = iter(path[1:])
     for op in (req.success if path[0] else req.failure):
         kind = op.WhichOneof("request")
         if kind == "request_range":
-            check_txn_range(op.request_range.revision, current, compacted)
+            check_txn_range(op.request_range.revision, current, first_rev)
         elif kind == "request_txn":
-            check_txn_ranges(op.request_txn, next(nested), current, compacted)
+            check_txn_ranges(op.request_txn, next(nested), current, first_rev)
 
 
 def txn_puts(req: Any) -> bool:
@@ -265,7 +268,10 @@ def readonly_txn(txn: lmdb.Transaction, tables: index.Tables, req: Any, current:
     if txn_writes(req):
         raise ValueError("a txn with puts or deletes must go through the write path")
     path = compare_path(txn, tables, req)
-    check_txn_ranges(req, path, current, compacted)
+    first_rev = compacted
+    if not compacted and txn.get(s.META_COMPACT, db=tables.meta) is None:
+        first_rev = s.NEVER_COMPACTED  # views say 0 for both; etcd tells them apart here
+    check_txn_ranges(req, path, current, first_rev)
     return _run_ranges(txn, tables, req, path, current, compacted)
 
 

@@ -484,3 +484,25 @@ def test_read_only_txn_is_served_without_a_write_batch(store, apply):
     with pytest.raises(ValueError, match="write path"):
         store.txn_read(TxnRequest([], [rng(b"a")], [put(b"b")]))
     assert store.revision == 3
+
+
+@pytest.mark.parametrize("read_only", [True, False], ids=["read-only txn", "txn with a put"])
+def test_txn_range_at_a_negative_revision_as_etcd_judges_it(store, apply, read_only):
+    # etcd 3.4.23 (checked): in a txn, -1 reads the current revision while the
+    # store was never compacted and everything below is compacted; a plain Range
+    # reads the current revision for any revision <= 0.
+    apply.put(PutRequest(b"a", b"1"))
+
+    def txn_at(revision):
+        ops = [rng(b"a", revision=revision)] + ([] if read_only else [put(b"b")])
+        if read_only:
+            return store.txn_read(TxnRequest([], ops, []))
+        return apply.txn(TxnRequest([], ops, []))
+
+    assert [kv.value for kv in txn_at(-1).responses[0].kvs] == [b"1"]
+    with pytest.raises(errors.Compacted):
+        txn_at(-5)
+    assert [kv.value for kv in store.range(RangeRequest(b"a", revision=-5)).kvs] == [b"1"]
+    apply.compact(CompactionRequest(0))
+    with pytest.raises(errors.Compacted):
+        txn_at(-1)
