@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops-per-s", type=float, default=200.0)
     parser.add_argument("--request-timeout", type=float, default=5.0,
                         help="seconds before a request counts as indeterminate")
+    parser.add_argument("--compaction", action="store_true",
+                        help="client 0 compacts; every client reads at past revisions")
+    parser.add_argument("--leases", action="store_true",
+                        help="grant leases, put keys with them, revoke them")
     parser.add_argument("--out", type=pathlib.Path, help="keep every run's data dir here")
     args = parser.parse_args(argv)
     out = args.out or pathlib.Path(tempfile.mkdtemp(prefix="pykv-robustness-"))
@@ -35,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.mkdir(parents=True, exist_ok=False)
         config = Config(seed=seed, duration_s=args.duration, clients=args.clients,
                         keys=args.keys, kills=args.kills, ops_per_s=args.ops_per_s,
-                        request_timeout_s=args.request_timeout)
+                        request_timeout_s=args.request_timeout,
+                        compaction=args.compaction, leases=args.leases)
         report = run(config, run_dir / "data")
         if report.violations:
             failed += 1

@@ -26,7 +26,15 @@ PUT = "put"          # Put(key, value, prev_kv=True)
 DELETE = "delete"    # DeleteRange(key, prev_kv=True)
 CAS = "cas"          # Txn(mod_revision(key) == expected; put(key, value); else range(key))
 TXN_GET = "txn_get"  # Txn(value(key) == expected; put(key, value), range(key); else range(key))
-WRITE_KINDS = (PUT, DELETE, CAS, TXN_GET)
+# Compaction and leases (traffic_mvcc.py); checked by validate_mvcc.py, not by
+# the per-key linearizability search.
+STALE_GET = "stale_get"        # Range(key, revision=at_revision)
+COMPACT = "compact"            # Compact(at_revision, physical)
+LEASE_GRANT = "lease_grant"    # LeaseGrant(ID=lease, TTL=ttl)
+LEASE_PUT = "lease_put"        # Put(key, value, lease=lease)
+LEASE_REVOKE = "lease_revoke"  # LeaseRevoke(lease)
+WRITE_KINDS = (PUT, DELETE, CAS, TXN_GET, LEASE_PUT)
+LINEARIZED_KINDS = (GET, PUT, DELETE, CAS, TXN_GET)
 
 
 class KeyValue(NamedTuple):
@@ -61,6 +69,10 @@ class Operation:
     succeeded: bool | None = None         # cas / txn_get
     deleted: int | None = None            # delete
     error: str = ""
+    at_revision: int | None = None        # stale_get: the revision read; compact: compacted to
+    physical: bool | None = None          # compact
+    lease: int | None = None              # lease_*: the lease ID (chosen by the client)
+    ttl: int | None = None                # lease_grant: asked for; the granted TTL when ok
 
     @property
     def is_write(self) -> bool:
@@ -70,7 +82,7 @@ class Operation:
         """True when this ok operation certainly created a revision."""
         if self.status != OK:
             return False
-        if self.kind == PUT:
+        if self.kind in (PUT, LEASE_PUT):
             return True
         if self.kind == DELETE:
             return bool(self.deleted)
@@ -87,6 +99,9 @@ class Operation:
         text = f"#{self.id} c{self.client} {self.kind}({self.key.decode(errors='replace')}"
         if self.value is not None:
             text += f", {self.value.decode(errors='replace')!r}"
+        for name in ("at_revision", "physical", "lease", "ttl"):
+            if getattr(self, name) is not None:
+                text += f", {name}={getattr(self, name)}"
         if self.expected is not None:
             text += f", if {'mod_revision' if self.kind == CAS else 'value'}=={self.expected!r}"
         text += f") [{self.invoke_s:.4f} -> {end}] {self.status}"

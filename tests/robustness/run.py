@@ -16,10 +16,25 @@ import grpc
 
 from pykv.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from tests.e2e.harness import ServerProcess, etcdctl
-from tests.robustness import validate
-from tests.robustness.history import FAIL, GET, OK, UNKNOWN, KeyValue, Recorder, window
+from tests.robustness import validate, validate_mvcc
+from tests.robustness.history import (
+    COMPACT,
+    FAIL,
+    GET,
+    LEASE_REVOKE,
+    LINEARIZED_KINDS,
+    OK,
+    STALE_GET,
+    UNKNOWN,
+    KeyValue,
+    Operation,
+    Recorder,
+    window,
+)
 from tests.robustness.traffic import Client, key_value
-from tests.robustness.validate import LoggedWrite, Violation
+from tests.robustness.traffic_mvcc import LEASE_KEYS, MvccClient, Shared
+from tests.robustness.validate import Violation
+from tests.robustness.watcher import Watcher
 
 PREFIX = b"/robustness/"
 _PREFIX_END = PREFIX[:-1] + bytes([PREFIX[-1] + 1])
@@ -38,6 +53,8 @@ class Config:
     ops_per_s: float = 150.0       # all clients together; keeps a key's history to hundreds
     request_timeout_s: float = 5.0    # longer than CI stalls: a timeout is an indeterminate op
     checker_budget_s: float = 60.0
+    compaction: bool = False       # client 0 compacts; all read at past revisions
+    leases: bool = False           # grant, put with a lease, revoke
 
 
 @dataclasses.dataclass
@@ -51,6 +68,7 @@ class Report:
     check_s: float
     violations: list[Violation]
     operations: list = dataclasses.field(repr=False, default_factory=list)  # as checked (patched)
+    log: list = dataclasses.field(repr=False, default_factory=list)  # the watcher's write log
 
     def summary(self) -> str:
         return (f"seed {self.config.seed}: {sum(self.counts.values())} operations "
@@ -127,38 +145,66 @@ def _final_read(endpoint: str, recorder: Recorder, keys: list[bytes], first_clie
     return response.header.revision, final
 
 
-def _write_log(endpoint: str, final_revision: int, timeout_s: float) -> list[LoggedWrite]:
-    """Every write since revision 1 under PREFIX, from a watch (nothing is compacted)."""
-    if final_revision <= 1:
-        return []
-    done = threading.Event()
-
-    def requests():
-        yield rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
-            key=PREFIX, range_end=_PREFIX_END, start_revision=1))
-        done.wait(timeout_s)
-
-    log: list[LoggedWrite] = []
+def _list_leases(endpoint: str, timeout_s: float) -> set[int]:
     with grpc.insecure_channel(endpoint) as channel:
-        stream = rpc_pb2_grpc.WatchStub(channel).Watch(requests(), timeout=timeout_s)
+        response = rpc_pb2_grpc.LeaseStub(channel).LeaseLeases(rpc_pb2.LeaseLeasesRequest(),
+                                                               timeout=timeout_s)
+    return {lease.ID for lease in response.leases}
+
+
+def _recorded(recorder: Recorder, client: int, kind: str, key: bytes, call, **fields) -> None:
+    """Send one request outside the traffic, recorded like the traffic's."""
+    op = recorder.invoke(client, kind, key, **fields)
+    try:
+        Recorder.ok(op, revision=call(op))
+    except grpc.RpcError as error:
+        Recorder.fail(op, f"{error.code().name}: {error.details()}", definite=True)
+
+
+def _revoke_all(endpoint: str, recorder: Recorder, leases: set[int], client: int) -> None:
+    """Revoke what is left, so that no lease expires during the final checks."""
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = rpc_pb2_grpc.LeaseStub(channel)
+        for lease in sorted(leases):
+            _recorded(recorder, client, LEASE_REVOKE, b"", lambda op: stub.LeaseRevoke(
+                rpc_pb2.LeaseRevokeRequest(ID=op.lease), timeout=_FINAL_TIMEOUT_S
+            ).header.revision, lease=lease)
+
+
+def _probe_compaction(endpoint: str, recorder: Recorder, operations: list[Operation],
+                      key: bytes, client: int) -> None:
+    """After the last restart, a read just below the highest acknowledged
+    compaction must be refused: compaction does not go back across a kill."""
+    acked = [op.at_revision for op in operations if op.kind == COMPACT and op.status == OK]
+    if not acked or max(acked) < 2:
+        return
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = rpc_pb2_grpc.KVStub(channel)
+        op = recorder.invoke(client, STALE_GET, key, at_revision=max(acked) - 1)
         try:
-            for response in stream:
-                for event in response.events:
-                    deleted = event.type == event.DELETE
-                    log.append(LoggedWrite(event.kv.mod_revision, event.kv.key,
-                                           None if deleted else event.kv.value))
-                if log and log[-1].revision >= final_revision:
-                    break
-        finally:
-            done.set()
-            stream.cancel()
-    return log
+            response = stub.Range(rpc_pb2.RangeRequest(key=key, revision=op.at_revision),
+                                  timeout=_FINAL_TIMEOUT_S)
+            Recorder.ok(op, revision=response.header.revision,
+                        kv=key_value(response.kvs[0]) if response.kvs else None)
+        except grpc.RpcError as error:
+            Recorder.fail(op, f"{error.code().name}: {error.details()}", definite=True)
 
 
 def _hashkv(endpoint: str) -> tuple[int, int]:
     """(hash, revision) from `etcdctl endpoint hashkv`."""
     out = json.loads(etcdctl(endpoint, "endpoint", "hashkv", "-w", "json").stdout)[0]["HashKV"]
     return out["hash"], out["header"]["revision"]
+
+
+def _client(config: Config, number: int, endpoint: str, keys: list[bytes], recorder: Recorder,
+            shared: Shared) -> Client:
+    args = (number, endpoint, keys, recorder, config.seed, config.ops_per_s / config.clients,
+            config.request_timeout_s)
+    if not (config.compaction or config.leases):
+        return Client(*args)
+    lease_keys = [PREFIX + b"lease/%d" % i for i in range(LEASE_KEYS)]
+    return MvccClient(*args, shared=shared, compaction=config.compaction,
+                      leases=config.leases, lease_keys=lease_keys)
 
 
 def run(config: Config, data_dir: pathlib.Path) -> Report:
@@ -170,8 +216,9 @@ def run(config: Config, data_dir: pathlib.Path) -> Report:
     try:
         up, stop = threading.Event(), threading.Event()
         up.set()
-        clients = [Client(n, server.endpoint, keys, recorder, config.seed,
-                          config.ops_per_s / config.clients, config.request_timeout_s)
+        watcher = Watcher(server.endpoint, PREFIX, _PREFIX_END, up).start()
+        shared = Shared(watcher)
+        clients = [_client(config, n, server.endpoint, keys, recorder, shared)
                    for n in range(config.clients)]
         threads = [threading.Thread(target=c.run, args=(stop, up), daemon=True) for c in clients]
         nemesis = Nemesis(server, config, up)
@@ -188,15 +235,22 @@ def run(config: Config, data_dir: pathlib.Path) -> Report:
             raise RuntimeError(f"restart failed; data dir {data_dir}:\n{server.log()}") \
                 from nemesis.error
 
+        listed_leases, listed_s = None, time.monotonic()
+        spare_client = config.clients + 2 * config.keys
+        if config.leases:
+            listed_leases = _list_leases(server.endpoint, _FINAL_TIMEOUT_S)
+            _revoke_all(server.endpoint, recorder, listed_leases, spare_client)
         final_revision, final = _final_read(server.endpoint, recorder, keys, config.clients,
                                             _FINAL_TIMEOUT_S)
-        log = _write_log(server.endpoint, final_revision, _FINAL_TIMEOUT_S)
+        log = watcher.collect(final_revision, _FINAL_TIMEOUT_S)
         hash_before = _hashkv(server.endpoint)
         nemesis.crash_and_restart()  # a crash with no writes in flight changes nothing
         hash_after = _hashkv(server.endpoint)
         _, final_after = _final_read(server.endpoint, recorder, keys,
                                      config.clients + config.keys,
                                      _FINAL_TIMEOUT_S)
+        _probe_compaction(server.endpoint, recorder, recorder.operations, keys[0],
+                          spare_client + 1)
         assert server.stop() == 0, f"pykv serve did not stop cleanly:\n{server.log()}"
     finally:
         server.kill()
@@ -210,7 +264,12 @@ def run(config: Config, data_dir: pathlib.Path) -> Report:
     # The write log is checked against every acknowledged write above, so it
     # may settle the indeterminate ones for the search, as etcd's WAL does.
     patched = validate.patch_history(operations, log)
-    violations += validate.check_linearizable(patched, config.checker_budget_s)
+    violations += validate.check_linearizable(
+        [op for op in patched if op.kind in LINEARIZED_KINDS and op.key in keys],
+        config.checker_budget_s)
+    violations += validate_mvcc.check_stale_reads(operations, log, watcher.gaps)
+    violations += validate_mvcc.check_compactions(operations)
+    violations += validate_mvcc.check_leases(operations, log, listed_leases, listed_s)
     if hash_before != hash_after:
         violations.append(Violation("hashkv", f"endpoint hashkv (hash, revision) was "
                                     f"{hash_before} before a crash without writes and "
@@ -224,4 +283,4 @@ def run(config: Config, data_dir: pathlib.Path) -> Report:
     counts = {status: sum(1 for op in operations if op.status == status)
               for status in (OK, FAIL, UNKNOWN)}
     return Report(config, data_dir, history_path, counts, nemesis.kill_times_s[:-1],
-                  final_revision, check_s, violations, patched)
+                  final_revision, check_s, violations, patched, log)

@@ -9,8 +9,8 @@ import dataclasses
 
 import pytest
 
-from tests.robustness import validate
-from tests.robustness.history import GET, OK
+from tests.robustness import validate, validate_mvcc
+from tests.robustness.history import GET, LEASE_REVOKE, OK, STALE_GET
 from tests.robustness.run import Config, run
 
 
@@ -51,6 +51,28 @@ def _assert_validators_catch_a_doctored_history(report) -> None:
     back = dataclasses.replace(write, revision=1)
     doctored = [back if op is write else op for op in operations]
     assert validate.check_revisions(doctored, report.final_revision)
+
+
+@pytest.mark.parametrize("seed", [21])
+def test_compaction_stale_reads_and_leases_under_sigkill(tmp_path, need_etcdctl, seed):
+    report = _run(tmp_path, Config(seed=seed, duration_s=7.0, kills=2, compaction=True,
+                                   leases=True))
+    operations = report.operations
+    kinds = {(op.kind, op.status) for op in operations}
+    assert {("compact", OK), (STALE_GET, OK), ("lease_put", OK), (LEASE_REVOKE, OK)} <= kinds
+    # The same real history, doctored, must fail: a read at an old revision
+    # that shows another revision's state.
+    read = next(op for op in operations if op.kind == STALE_GET and op.status == OK and op.kv)
+    stale = dataclasses.replace(read, kv=read.kv._replace(mod_revision=read.kv.mod_revision - 1))
+    assert validate_mvcc.check_stale_reads([read], report.log, []) == []
+    assert validate_mvcc.check_stale_reads([stale], report.log, []), stale.describe()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(200, 205))
+def test_longer_compaction_and_lease_history_under_sigkill(tmp_path, need_etcdctl, seed):
+    _run(tmp_path, Config(seed=seed, duration_s=30.0, kills=8, clients=8, ops_per_s=300.0,
+                          compaction=True, leases=True))
 
 
 @pytest.mark.slow

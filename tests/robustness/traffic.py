@@ -45,7 +45,10 @@ def _first(kvs) -> KeyValue | None:
 class Client:
     """One recording client. `run` loops until `stop` is set, sending only
     while `up` is set (the nemesis clears it while the server is down, so
-    that indeterminate operations are the ones in flight at a kill)."""
+    that indeterminate operations are the ones in flight at a kill).
+    Subclasses add kinds: a `_<kind>` method and their fields in `fields`."""
+
+    mix = MIX
 
     def __init__(self, number: int, endpoint: str, keys: list[bytes], recorder: Recorder,
                  seed: int, ops_per_s: float, timeout_s: float) -> None:
@@ -58,12 +61,13 @@ class Client:
         self.timeout_s = timeout_s
         self.seen: dict[bytes, KeyValue | None] = {}  # this client's last view of each key
         self.sequence = 0
+        self.highest_revision = 0  # the highest header revision this client was answered
         self.channel: grpc.Channel | None = None
         self.kv: rpc_pb2_grpc.KVStub | None = None
 
     def run(self, stop: threading.Event, up: threading.Event) -> None:
         next_at = time.monotonic()
-        kinds, weights = list(MIX), list(MIX.values())
+        kinds, weights = list(self.mix), list(self.mix.values())
         try:
             while not stop.is_set():
                 if not up.wait(0.2):
@@ -82,16 +86,7 @@ class Client:
         if self.kv is None:
             self.channel = grpc.insecure_channel(self.endpoint)
             self.kv = rpc_pb2_grpc.KVStub(self.channel)
-        known = self.seen.get(key)
-        fields: dict = {}
-        if kind in (PUT, CAS, TXN_GET):
-            self.sequence += 1
-            fields["value"] = f"c{self.number}-{self.sequence}".encode()
-        if kind == CAS:
-            fields["expected"] = known.mod_revision if known else 0
-        elif kind == TXN_GET:
-            fields["expected"] = known.value if known else b"c0-0"
-        op = self.recorder.invoke(self.number, kind, key, **fields)
+        op = self.recorder.invoke(self.number, kind, key, **self.fields(kind, key))
         try:
             response = getattr(self, "_" + kind)(op)
         except grpc.RpcError as error:
@@ -102,11 +97,30 @@ class Client:
                 self._close()  # a fresh channel reconnects without gRPC's backoff
             return op
         Recorder.ok(op, **response)
+        self.highest_revision = max(self.highest_revision, op.revision)
         self._learn(op)
         return op
 
+    def fields(self, kind: str, key: bytes) -> dict:
+        """The request's recorded fields: a unique value to write, the compare's operand."""
+        known = self.seen.get(key)
+        fields: dict = {}
+        if kind in (PUT, CAS, TXN_GET):
+            fields["value"] = self.unique_value()
+        if kind == CAS:
+            fields["expected"] = known.mod_revision if known else 0
+        elif kind == TXN_GET:
+            fields["expected"] = known.value if known else b"c0-0"
+        return fields
+
+    def unique_value(self) -> bytes:
+        self.sequence += 1
+        return f"c{self.number}-{self.sequence}".encode()
+
     def _learn(self, op: Operation) -> None:
         """Remember the key's value and mod_revision, for the next compare on it."""
+        if op.kind not in MIX:
+            return
         if op.kind == DELETE:
             self.seen[op.key] = None
         elif op.wrote():

@@ -148,6 +148,7 @@ class LoggedWrite:
     revision: int
     key: bytes
     value: bytes | None  # None: a delete
+    lease: int = 0       # a put's lease (0: none)
 
 
 def check_write_log(operations: list[Operation], log: list[LoggedWrite], first_revision: int,
@@ -156,7 +157,12 @@ def check_write_log(operations: list[Operation], log: list[LoggedWrite], first_r
     once; each acknowledged write is in it at its revision; each logged write
     is one of the history's writes (ok or indeterminate), applied once."""
     out = []
-    revisions = [write.revision for write in log]
+    # A lease's revoke or expiry deletes all its keys at one revision; no
+    # other revision may hold two events.
+    leased = _lease_deletes(log)
+    revisions = [write.revision for write in log if write not in leased]
+    revisions += sorted({write.revision for write in leased} - set(revisions))
+    revisions.sort()
     expected = list(range(first_revision + 1, final_revision + 1))
     if revisions != expected:
         missing = sorted(set(expected) - set(revisions))
@@ -183,6 +189,8 @@ def check_write_log(operations: list[Operation], log: list[LoggedWrite], first_r
         if op.kind == DELETE and op.status == UNKNOWN:
             unknown_deletes[op.key] += 1
     for write in log:
+        if write in leased:
+            continue  # judged by validate_mvcc.check_leases
         if write.value is None:
             if write.revision in acked_deletes:
                 continue
@@ -199,6 +207,19 @@ def check_write_log(operations: list[Operation], log: list[LoggedWrite], first_r
                                  f"{applied[write.value].revision} and {write.revision}", [op]))
         else:
             applied[write.value] = write
+    return out
+
+
+def _lease_deletes(log: list[LoggedWrite]) -> set[LoggedWrite]:
+    """The deletes of keys that were attached to a lease (a revoke's or an expiry's)."""
+    attached: set[bytes] = set()
+    out = set()
+    for write in log:
+        if write.value is None and write.key in attached:
+            out.add(write)
+        attached.discard(write.key)
+        if write.value is not None and write.lease:
+            attached.add(write.key)
     return out
 
 

@@ -1,0 +1,111 @@
+"""The write log, taken by one watch kept for the whole run.
+
+A watch from revision 1 taken at the end is refused once a client has
+compacted, so a watcher starts with the traffic and follows every
+restart: when its stream breaks it watches again from its last seen
+revision + 1. If that revision was compacted meanwhile (the server cancels
+the watch with its compact revision), the revisions in between are lost
+to the log; they are recorded in `gaps` and the checks skip them.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+
+from pykv.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from tests.robustness.validate import LoggedWrite
+
+
+class Watcher:
+    """Records every event under [key, range_end) from revision 1 on, across
+    restarts. Call `start()` before the traffic and `collect()` after it."""
+
+    def __init__(self, endpoint: str, key: bytes, range_end: bytes,
+                 up: threading.Event) -> None:
+        self.endpoint = endpoint
+        self.key = key
+        self.range_end = range_end
+        self.up = up
+        self.log: list[LoggedWrite] = []
+        self.gaps: list[tuple[int, int]] = []  # [first, last] revisions the log lacks
+        self.reconnects = 0
+        self._next_revision = 1
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._stream = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def last_revision(self) -> int:
+        """Every event up to this revision is in the log (or in a gap)."""
+        return self._next_revision - 1
+
+    def start(self) -> "Watcher":
+        self._thread.start()
+        return self
+
+    def collect(self, final_revision: int, timeout_s: float) -> list[LoggedWrite]:
+        """Wait until the log reaches `final_revision`, stop watching and return it."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.last_revision >= final_revision, timeout_s)
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            stream.cancel()
+        self._thread.join(timeout_s)
+        if self.last_revision < final_revision:
+            raise TimeoutError(f"the watcher reached revision {self.last_revision} of "
+                               f"{final_revision} within {timeout_s}s")
+        return self.log
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.up.wait(0.2):
+                continue
+            try:
+                self._watch_once()
+            except grpc.RpcError:
+                pass  # the server died: watch again from the next revision
+            self.reconnects += 1
+            self._stop.wait(0.05)
+
+    def _watch_once(self) -> None:
+        done = threading.Event()
+
+        def requests():
+            yield rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
+                key=self.key, range_end=self.range_end, start_revision=self._next_revision))
+            done.wait()
+
+        with grpc.insecure_channel(self.endpoint) as channel:
+            self._stream = rpc_pb2_grpc.WatchStub(channel).Watch(requests())
+            try:
+                if self._stop.is_set():
+                    return
+                for response in self._stream:
+                    if response.compact_revision:
+                        self._skip_to(response.compact_revision)
+                        return
+                    self._append(response.events)
+            finally:
+                done.set()
+                self._stream.cancel()
+
+    def _skip_to(self, compact_revision: int) -> None:
+        with self._changed:
+            if compact_revision > self._next_revision:
+                self.gaps.append((self._next_revision, compact_revision - 1))
+                self._next_revision = compact_revision
+            self._changed.notify_all()
+
+    def _append(self, events) -> None:
+        with self._changed:
+            for event in events:
+                deleted = event.type == event.DELETE
+                self.log.append(LoggedWrite(event.kv.mod_revision, event.kv.key,
+                                            None if deleted else event.kv.value,
+                                            0 if deleted else event.kv.lease))
+                self._next_revision = max(self._next_revision, event.kv.mod_revision + 1)
+            self._changed.notify_all()
