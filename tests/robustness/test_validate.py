@@ -70,6 +70,8 @@ def test_write_log_catches_a_lost_a_duplicated_and_a_skipped_write():
                for v in validate.check_write_log(ops, lost, 1, 3))
     twice = [LoggedWrite(2, b"k", b"a"), LoggedWrite(3, b"k", b"b"), LoggedWrite(4, b"k", b"b")]
     assert any("applied twice" in str(v) for v in validate.check_write_log(ops, twice, 1, 4))
+    backwards = [LoggedWrite(3, b"k", b"b"), LoggedWrite(2, b"k", b"a")]
+    assert any("not one per write" in str(v) for v in validate.check_write_log(ops, backwards, 1, 3))
     gap = [LoggedWrite(2, b"k", b"a"), LoggedWrite(4, b"k", b"b")]
     assert any("missing [3]" in str(v) for v in validate.check_write_log(ops, gap, 1, 4))
     stranger = [LoggedWrite(2, b"k", b"a"), LoggedWrite(3, b"k", b"b"), LoggedWrite(4, b"k", None)]

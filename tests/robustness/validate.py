@@ -160,9 +160,8 @@ def check_write_log(operations: list[Operation], log: list[LoggedWrite], first_r
     # A lease's revoke or expiry deletes all its keys at one revision; no
     # other revision may hold two events.
     leased = _lease_deletes(log)
-    revisions = [write.revision for write in log if write not in leased]
-    revisions += sorted({write.revision for write in leased} - set(revisions))
-    revisions.sort()
+    revisions = [write.revision for i, write in enumerate(log)
+                 if not (write in leased and i and log[i - 1].revision == write.revision)]
     expected = list(range(first_revision + 1, final_revision + 1))
     if revisions != expected:
         missing = sorted(set(expected) - set(revisions))
