@@ -16,7 +16,7 @@ import grpc
 
 from pykv.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from tests.e2e.harness import ServerProcess, etcdctl
-from tests.robustness import validate, validate_mvcc
+from tests.robustness import validate, validate_mvcc, validate_watch
 from tests.robustness.history import (
     COMPACT,
     FAIL,
@@ -69,13 +69,21 @@ class Report:
     violations: list[Violation]
     operations: list = dataclasses.field(repr=False, default_factory=list)  # as checked (patched)
     log: list = dataclasses.field(repr=False, default_factory=list)  # the watcher's write log
+    watch_responses: list = dataclasses.field(repr=False, default_factory=list)
 
     def summary(self) -> str:
         return (f"seed {self.config.seed}: {sum(self.counts.values())} operations "
                 f"({', '.join(f'{n} {s}' for s, n in self.counts.items())}), "
                 f"{len(self.kill_times_s)} kills, final revision {self.final_revision}, "
+                f"{self._watch_summary()}, "
                 f"checked in {self.check_s:.2f}s: "
                 f"{'OK' if not self.violations else f'{len(self.violations)} violations'}")
+
+    def _watch_summary(self) -> str:
+        progress = sum(1 for response in self.watch_responses if response.progress)
+        streams = len({response.session for response in self.watch_responses})
+        return (f"watched {len(self.watch_responses) - progress} event responses and "
+                f"{progress} progress notifications over {streams} streams")
 
     def failure(self) -> str:
         lines = [self.summary(), f"data dir kept: {self.data_dir}",
@@ -270,6 +278,8 @@ def run(config: Config, data_dir: pathlib.Path) -> Report:
     violations += validate_mvcc.check_stale_reads(operations, log, watcher.gaps)
     violations += validate_mvcc.check_compactions(operations)
     violations += validate_mvcc.check_leases(operations, log, listed_leases, listed_s)
+    violations += validate_watch.check_watch(watcher.responses, log, watcher.gaps, PREFIX,
+                                             _PREFIX_END)
     if hash_before != hash_after:
         violations.append(Violation("hashkv", f"endpoint hashkv (hash, revision) was "
                                     f"{hash_before} before a crash without writes and "
@@ -283,4 +293,4 @@ def run(config: Config, data_dir: pathlib.Path) -> Report:
     counts = {status: sum(1 for op in operations if op.status == status)
               for status in (OK, FAIL, UNKNOWN)}
     return Report(config, data_dir, history_path, counts, nemesis.kill_times_s[:-1],
-                  final_revision, check_s, violations, patched, log)
+                  final_revision, check_s, violations, patched, log, watcher.responses)

@@ -117,6 +117,17 @@ def test_lease_keys_deleted_without_a_revoke_before_the_ttl_are_caught():
     assert validate_mvcc.check_leases(no_revoke, log, None, 5) == []
 
 
+def test_key_taken_by_another_lease_at_the_revoke_revision_stays():
+    """A revoke that deletes nothing answers the current revision, which may
+    be a put that moved the lease's last key to another lease."""
+    grant = op(1, LEASE_GRANT, 0, 1, key=b"", lease=7, ttl=60, revision=1)
+    puts = [op(1, LEASE_PUT, 1, 2, key=b"x", lease=7, value=b"a", revision=2),
+            op(2, LEASE_PUT, 2, 3, key=b"x", lease=8, value=b"b", revision=3)]
+    revoke = op(1, LEASE_REVOKE, 3, 4, key=b"", lease=7, revision=3)
+    log = [LoggedWrite(2, b"x", b"a", 7), LoggedWrite(3, b"x", b"b", 8)]
+    assert validate_mvcc.check_leases([grant, *puts, revoke], log, None, 5) == []
+
+
 def test_revoked_lease_listed_again_is_resurrected():
     ops, log = _leased_history()
     assert any("resurrected" in str(v) for v in validate_mvcc.check_leases(ops, log, {7}, 5))

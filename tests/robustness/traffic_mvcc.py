@@ -58,12 +58,12 @@ class MvccClient(Client):
         self.lease_stub: rpc_pb2_grpc.LeaseStub | None = None
 
     def request(self, kind: str, key: bytes) -> Operation:
+        if kind in (LEASE_PUT, LEASE_REVOKE) and not self.live_leases:
+            kind = LEASE_GRANT
         if kind == LEASE_PUT:
             key = self.rng.choice(self.lease_keys)
         elif kind in (COMPACT, LEASE_GRANT, LEASE_REVOKE):
             key = b""
-        if kind in (LEASE_PUT, LEASE_REVOKE) and not self.live_leases:
-            kind = LEASE_GRANT
         return super().request(kind, key)
 
     def fields(self, kind: str, key: bytes) -> dict:

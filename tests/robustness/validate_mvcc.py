@@ -261,11 +261,15 @@ def check_leases(operations: list[Operation], log: list[LoggedWrite],
 
 
 def _attached_at(log: list[LoggedWrite], lease: int, revision: int) -> dict[bytes, int]:
-    """The keys attached to `lease` just before `revision` (key -> put revision)."""
+    """The keys attached to `lease` when a revoke answered at `revision` ran
+    (key -> put revision). A revoke that deleted nothing did not create
+    `revision`, so a put at `revision` came before it; deletes at it are its own."""
     attached: dict[bytes, int] = {}
     for write in log:
-        if write.revision >= revision:
+        if write.revision > revision:
             break
+        if write.revision == revision and write.value is None:
+            continue
         if write.value is not None and write.lease == lease:
             attached[write.key] = write.revision
         else:

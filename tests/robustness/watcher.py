@@ -6,16 +6,44 @@ restart: when its stream breaks it watches again from its last seen
 revision + 1. If that revision was compacted meanwhile (the server cancels
 the watch with its compact revision), the revisions in between are lost
 to the log; they are recorded in `gaps` and the checks skip them.
+
+Every response is also kept as it came (`responses`, with prev_kv and the
+progress notifications the watcher asks for now and then), for the watch
+guarantees of `validate_watch.py`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import grpc
 
 from pykv.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from tests.robustness.history import KeyValue
+from tests.robustness.traffic import key_value
 from tests.robustness.validate import LoggedWrite
+
+# How often the watcher asks for a progress notification (a bookmark).
+PROGRESS_EVERY_S = 0.3
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchedEvent:
+    """One event as delivered: `kv` is the put's key-value (None for a delete)."""
+
+    revision: int
+    key: bytes
+    kv: KeyValue | None
+    prev_kv: KeyValue | None
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchResponseRecord:
+    session: int           # one per watch stream: a new one after each restart
+    header_revision: int
+    events: tuple[WatchedEvent, ...]
+    progress: bool         # a progress notification: no events, all up to the header delivered
 
 
 class Watcher:
@@ -30,6 +58,7 @@ class Watcher:
         self.up = up
         self.log: list[LoggedWrite] = []
         self.gaps: list[tuple[int, int]] = []  # [first, last] revisions the log lacks
+        self.responses: list[WatchResponseRecord] = []
         self.reconnects = 0
         self._next_revision = 1
         self._changed = threading.Condition()
@@ -73,11 +102,14 @@ class Watcher:
 
     def _watch_once(self) -> None:
         done = threading.Event()
+        session = self.reconnects
 
         def requests():
             yield rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
-                key=self.key, range_end=self.range_end, start_revision=self._next_revision))
-            done.wait()
+                key=self.key, range_end=self.range_end, start_revision=self._next_revision,
+                prev_kv=True))
+            while not done.wait(PROGRESS_EVERY_S):
+                yield rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
 
         with grpc.insecure_channel(self.endpoint) as channel:
             self._stream = rpc_pb2_grpc.WatchStub(channel).Watch(requests())
@@ -88,7 +120,7 @@ class Watcher:
                     if response.compact_revision:
                         self._skip_to(response.compact_revision)
                         return
-                    self._append(response.events)
+                    self._append(response, session)
             finally:
                 done.set()
                 self._stream.cancel()
@@ -100,7 +132,17 @@ class Watcher:
                 self._next_revision = compact_revision
             self._changed.notify_all()
 
-    def _append(self, events) -> None:
+    def _append(self, response, session: int) -> None:
+        events = response.events
+        if not (events or response.created or response.canceled):
+            self.responses.append(WatchResponseRecord(session, response.header.revision, (),
+                                                      progress=True))
+        elif events:
+            self.responses.append(WatchResponseRecord(session, response.header.revision, tuple(
+                WatchedEvent(event.kv.mod_revision, event.kv.key,
+                             None if event.type == event.DELETE else key_value(event.kv),
+                             key_value(event.prev_kv) if event.HasField("prev_kv") else None)
+                for event in events), progress=False))
         with self._changed:
             for event in events:
                 deleted = event.type == event.DELETE
