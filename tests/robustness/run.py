@@ -83,7 +83,8 @@ class Report:
         progress = sum(1 for response in self.watch_responses if response.progress)
         streams = len({response.session for response in self.watch_responses})
         return (f"watched {len(self.watch_responses) - progress} event responses and "
-                f"{progress} progress notifications over {streams} streams")
+                f"{progress} progress notifications over {streams} streams, "
+                f"{_expiries(self.operations, self.log)} lease deletes without a revoke")
 
     def failure(self) -> str:
         lines = [self.summary(), f"data dir kept: {self.data_dir}",
@@ -151,6 +152,20 @@ def _final_read(endpoint: str, recorder: Recorder, keys: list[bytes], first_clie
     for op in ops:
         Recorder.ok(op, revision=response.header.revision, kv=final.get(op.key))
     return response.header.revision, final
+
+
+def _expiries(operations: list[Operation], log: list) -> int:
+    """How many lease-attached keys were deleted with no revoke sent: expired."""
+    revoked = {op.lease for op in operations if op.kind == LEASE_REVOKE}
+    attached: dict[bytes, int] = {}
+    count = 0
+    for write in log:
+        lease = attached.pop(write.key, 0)
+        if write.value is None and lease and lease not in revoked:
+            count += 1
+        elif write.value is not None and write.lease:
+            attached[write.key] = write.lease
+    return count
 
 
 def _list_leases(endpoint: str, timeout_s: float) -> set[int]:
@@ -290,6 +305,7 @@ def run(config: Config, data_dir: pathlib.Path) -> Report:
     check_s = time.monotonic() - checked_s
     history_path = data_dir.parent / f"{data_dir.name}.history.jsonl"
     recorder.save(history_path)
+    watcher.save(data_dir.parent / f"{data_dir.name}.watch.jsonl")
     counts = {status: sum(1 for op in operations if op.status == status)
               for status in (OK, FAIL, UNKNOWN)}
     return Report(config, data_dir, history_path, counts, nemesis.kill_times_s[:-1],

@@ -5,7 +5,8 @@ Client 0 compacts now and then, at a revision it has seen and the
 watcher has already logged (so the write log stays complete). Every client
 reads keys at past revisions, some below the compact revision on purpose;
 and grants leases with its own IDs, puts keys attached to them (sometimes
-to one it revoked already) and revokes them.
+to one it revoked already; sometimes a key only that lease uses, which
+stays until the lease is revoked or expires) and revokes them.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from tests.robustness.watcher import Watcher
 
 COMPACTION_MIX = {STALE_GET: 15}
 COMPACTOR_MIX = {COMPACT: 4}
-LEASE_MIX = {LEASE_GRANT: 3, LEASE_PUT: 8, LEASE_REVOKE: 2}
-# Long enough to outlive a CI run, short enough that some expire in longer runs.
-LEASE_TTLS_S = (5, 60)
+LEASE_MIX = {LEASE_GRANT: 3, LEASE_PUT: 8, LEASE_REVOKE: 1}
+# Some expire during a run (their keys then go without a revoke), some outlive it.
+LEASE_TTLS_S = (3, 60)
 LEASE_KEYS = 3
 
 
@@ -56,12 +57,18 @@ class MvccClient(Client):
         self.live_leases: list[int] = []     # granted (or maybe granted) and not revoked
         self.revoked_leases: list[int] = []  # revoke asked for
         self.lease_stub: rpc_pb2_grpc.LeaseStub | None = None
+        self.put_lease = 0  # the lease of the LEASE_PUT being sent
 
     def request(self, kind: str, key: bytes) -> Operation:
         if kind in (LEASE_PUT, LEASE_REVOKE) and not self.live_leases:
             kind = LEASE_GRANT
         if kind == LEASE_PUT:
-            key = self.rng.choice(self.lease_keys)
+            revoked = self.revoked_leases and self.rng.random() < 0.1
+            self.put_lease = self.rng.choice(self.revoked_leases if revoked else self.live_leases)
+            # A key of the lease's own outlives it unless revoked: its
+            # expiry is seen. The shared keys move between leases.
+            key = (self.lease_keys[0] + b"-own-%d" % self.put_lease if self.rng.random() < 0.3
+                   else self.rng.choice(self.lease_keys))
         elif kind in (COMPACT, LEASE_GRANT, LEASE_REVOKE):
             key = b""
         return super().request(kind, key)
@@ -85,9 +92,7 @@ class MvccClient(Client):
             self.live_leases.append(lease)
             return {"lease": lease, "ttl": self.rng.choice(LEASE_TTLS_S)}
         if kind == LEASE_PUT:
-            revoked = self.revoked_leases and self.rng.random() < 0.1
-            pool = self.revoked_leases if revoked else self.live_leases
-            return {"lease": self.rng.choice(pool), "value": self.unique_value()}
+            return {"lease": self.put_lease, "value": self.unique_value()}
         if kind == LEASE_REVOKE:
             lease = self.rng.choice(self.live_leases)
             self.live_leases.remove(lease)

@@ -15,6 +15,8 @@ guarantees of `validate_watch.py`.
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 import threading
 
 import grpc
@@ -89,6 +91,14 @@ class Watcher:
                                f"{final_revision} within {timeout_s}s")
         return self.log
 
+    def save(self, path: pathlib.Path) -> None:
+        """Every response as received, one JSON line each, for a failure's post-mortem."""
+        with open(path, "w") as out:
+            for response in self.responses:
+                record = dataclasses.asdict(response)
+                record["events"] = [_printable(event) for event in record["events"]]
+                out.write(json.dumps(record) + "\n")
+
     def _run(self) -> None:
         while not self._stop.is_set():
             if not self.up.wait(0.2):
@@ -151,3 +161,14 @@ class Watcher:
                                             0 if deleted else event.kv.lease))
                 self._next_revision = max(self._next_revision, event.kv.mod_revision + 1)
             self._changed.notify_all()
+
+
+def _printable(item):
+    """bytes -> str, recursively, for JSON."""
+    if isinstance(item, bytes):
+        return item.decode(errors="replace")
+    if isinstance(item, dict):
+        return {name: _printable(value) for name, value in item.items()}
+    if isinstance(item, (list, tuple)):
+        return [_printable(value) for value in item]
+    return item
