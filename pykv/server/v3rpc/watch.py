@@ -183,9 +183,17 @@ class WatchStream:
         """WatchProgressRequest: one response with watch_id -1 once every
         watcher of the stream is synced (etcd's RequestProgressAll)."""
         revision = self.ctx.store.hub.progress_revision(self.watchers.values())
-        if revision is not None:
-            self.out.put_nowait(rpc_pb2.WatchResponse(header=self.header(revision),
-                                                      watch_id=INVALID_WATCH_ID))
+        if revision is None:
+            return
+        # Events up to `revision` may still sit in the watchers' buffers (the
+        # writer's flush has not run yet): they go out first, else the
+        # notification would promise events the client has not got.
+        self._dirty.update(self.watchers.values())
+        self._flush()
+        if any(watcher.pending() for watcher in self.watchers.values()):
+            return  # held back for a slow client: no promise to make yet
+        self.out.put_nowait(rpc_pb2.WatchResponse(header=self.header(revision),
+                                                  watch_id=INVALID_WATCH_ID))
 
     def progress_tick(self) -> None:
         """The periodic progress notification for watchers that asked for it
