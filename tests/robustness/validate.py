@@ -8,8 +8,8 @@
 - `check_linearizable`: per-key linearizability (`linearizability.py`).
 - `check_final_state`: the final read agrees with the last acknowledged write
   to each key (or a later indeterminate one).
-- `check_write_log`: the watch from revision 1 (the store's complete write
-  log) agrees with the history: no acknowledged write lost or moved, none
+- `check_write_log`: the write log (a watch from revision 1, resumed across
+  restarts: the store's complete write log) agrees with the history: no acknowledged write lost or moved, none
   applied twice, no revision skipped.
 """
 
@@ -143,7 +143,7 @@ def check_final_state(operations: list[Operation], final: dict[bytes, KeyValue],
 
 @dataclasses.dataclass(frozen=True)
 class LoggedWrite:
-    """One event of the store's write log (a watch from revision 1)."""
+    """One event of the store's write log (`watcher.py`)."""
 
     revision: int
     key: bytes
