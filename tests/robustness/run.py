@@ -34,7 +34,7 @@ from tests.robustness.history import (
 from tests.robustness.traffic import Client, key_value
 from tests.robustness.traffic_mvcc import LEASE_KEYS, MvccClient, Shared
 from tests.robustness.validate import Violation
-from tests.robustness.watcher import Watcher
+from tests.robustness.watcher import Watcher, probe
 
 PREFIX = b"/robustness/"
 _PREFIX_END = PREFIX[:-1] + bytes([PREFIX[-1] + 1])
@@ -168,6 +168,16 @@ def _expiries(operations: list[Operation], log: list) -> int:
     return count
 
 
+def _probe_starts(seed: int, compacted_to: int, final_revision: int) -> list[int]:
+    """Revisions to watch from after the last restart: around the compaction,
+    one between it and the end, the end and past it."""
+    rng = random.Random(seed)
+    starts = {compacted_to - 1, compacted_to, compacted_to + 1,
+              rng.randint(max(1, compacted_to), final_revision), final_revision,
+              final_revision + 1}
+    return sorted(start for start in starts if start >= 1)
+
+
 def _list_leases(endpoint: str, timeout_s: float) -> set[int]:
     with grpc.insecure_channel(endpoint) as channel:
         response = rpc_pb2_grpc.LeaseStub(channel).LeaseLeases(rpc_pb2.LeaseLeasesRequest(),
@@ -274,6 +284,11 @@ def run(config: Config, data_dir: pathlib.Path) -> Report:
                                      _FINAL_TIMEOUT_S)
         _probe_compaction(server.endpoint, recorder, recorder.operations, keys[0],
                           spare_client + 1)
+        compacted_to = max((op.at_revision for op in recorder.operations
+                            if op.kind == COMPACT and op.status == OK), default=0)
+        probes = [probe(server.endpoint, PREFIX, _PREFIX_END, start, final_revision,
+                        _FINAL_TIMEOUT_S)
+                  for start in _probe_starts(config.seed, compacted_to, final_revision)]
         assert server.stop() == 0, f"pykv serve did not stop cleanly:\n{server.log()}"
     finally:
         server.kill()
@@ -295,6 +310,8 @@ def run(config: Config, data_dir: pathlib.Path) -> Report:
     violations += validate_mvcc.check_leases(operations, log, listed_leases, listed_s)
     violations += validate_watch.check_watch(watcher.responses, log, watcher.gaps, PREFIX,
                                              _PREFIX_END)
+    if not watcher.gaps:
+        violations += validate_watch.check_probes(probes, log, compacted_to)
     if hash_before != hash_after:
         violations.append(Violation("hashkv", f"endpoint hashkv (hash, revision) was "
                                     f"{hash_before} before a crash without writes and "

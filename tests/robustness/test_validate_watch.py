@@ -8,7 +8,7 @@ import dataclasses
 from tests.robustness import validate_watch
 from tests.robustness.test_linearizability import kv
 from tests.robustness.validate import LoggedWrite
-from tests.robustness.watcher import WatchedEvent, WatchResponseRecord
+from tests.robustness.watcher import WatchedEvent, WatchProbe, WatchResponseRecord
 
 LOG = [LoggedWrite(2, b"/p/a", b"1"), LoggedWrite(3, b"/p/a", b"2"), LoggedWrite(4, b"/p/a", None),
        LoggedWrite(5, b"/p/b", b"3")]
@@ -55,3 +55,27 @@ def test_wrong_prev_kv_or_create_flag_or_key_outside_the_range_is_caught():
     assert any("created=True" in v for v in check([response(EVENTS[0], recreated)]))
     outside = WatchedEvent(6, b"/q", kv(b"4", 6), None)
     assert any("outside the watched range" in v for v in check([response(outside)]))
+
+
+def test_watch_probes_see_the_log_from_their_start_or_are_refused_below_the_compaction():
+    good = [WatchProbe(2, [], compact_revision=3), WatchProbe(3, LOG[1:]),
+            WatchProbe(5, LOG[3:]), WatchProbe(6, [])]
+    assert validate_watch.check_probes(good, LOG, compacted_to=3) == []
+
+
+def test_watch_probe_accepted_below_the_compaction_or_missing_an_event_is_caught():
+    forgot = [WatchProbe(2, LOG)]
+    assert "compaction went back" in str(validate_watch.check_probes(forgot, LOG, 3)[0])
+    gap = [WatchProbe(3, [LOG[1], LOG[3]])]
+    assert "differs from the write log at event 1" in str(
+        validate_watch.check_probes(gap, LOG, 3)[0])
+    refused = [WatchProbe(4, [], compact_revision=3)]
+    assert "refused as compacted" in str(validate_watch.check_probes(refused, LOG, 3)[0])
+
+
+def test_watch_at_the_compaction_revision_missing_its_delete_is_etcd_19179():
+    log = [LoggedWrite(2, b"/p/a", b"1"), LoggedWrite(3, b"/p/a", None),
+           LoggedWrite(4, b"/p/b", b"2")]
+    probes = [WatchProbe(3, log[2:])]  # the delete at 3 is missing
+    assert validate_watch.check_probes(probes, log, compacted_to=3) == []
+    assert validate_watch.check_probes(probes, log, compacted_to=3, allow_etcd_19179=False)

@@ -172,3 +172,49 @@ def _printable(item):
     if isinstance(item, (list, tuple)):
         return [_printable(value) for value in item]
     return item
+
+
+@dataclasses.dataclass
+class WatchProbe:
+    """A watch opened at `start_revision` and read up to a progress
+    notification at the final revision: its events, or the compact revision
+    it was refused with."""
+
+    start_revision: int
+    events: list[LoggedWrite]
+    compact_revision: int = 0
+
+
+def probe(endpoint: str, key: bytes, range_end: bytes, start_revision: int,
+          final_revision: int, timeout_s: float) -> WatchProbe:
+    """Watch from `start_revision` until a progress notification says every
+    event up to `final_revision` was delivered (asked for until the watcher
+    has caught up), or the server cancels the watch as compacted."""
+    result = WatchProbe(start_revision, [])
+    done = threading.Event()
+
+    def requests():
+        yield rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
+            key=key, range_end=range_end, start_revision=start_revision))
+        while not done.wait(PROGRESS_EVERY_S):
+            yield rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
+
+    with grpc.insecure_channel(endpoint) as channel:
+        stream = rpc_pb2_grpc.WatchStub(channel).Watch(requests(), timeout=timeout_s)
+        try:
+            for response in stream:
+                if response.compact_revision:
+                    result.compact_revision = response.compact_revision
+                    break
+                for event in response.events:
+                    deleted = event.type == event.DELETE
+                    result.events.append(LoggedWrite(event.kv.mod_revision, event.kv.key,
+                                                     None if deleted else event.kv.value,
+                                                     0 if deleted else event.kv.lease))
+                progress = not (response.events or response.created or response.canceled)
+                if progress and response.header.revision >= final_revision:
+                    break
+        finally:
+            done.set()
+            stream.cancel()
+    return result
