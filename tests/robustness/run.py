@@ -31,7 +31,7 @@ from tests.robustness.history import (
     Recorder,
     window,
 )
-from tests.robustness.traffic import Client, key_value
+from tests.robustness.traffic import INDETERMINATE, Client, key_value
 from tests.robustness.traffic_mvcc import LEASE_KEYS, MvccClient, Shared
 from tests.robustness.validate import Violation
 from tests.robustness.watcher import Watcher, probe
@@ -191,7 +191,8 @@ def _recorded(recorder: Recorder, client: int, kind: str, key: bytes, call, **fi
     try:
         Recorder.ok(op, revision=call(op))
     except grpc.RpcError as error:
-        Recorder.fail(op, f"{error.code().name}: {error.details()}", definite=True)
+        Recorder.fail(op, f"{error.code().name}: {error.details()}",
+                      definite=error.code() not in INDETERMINATE)
 
 
 def _revoke_all(endpoint: str, recorder: Recorder, leases: set[int], client: int) -> None:
@@ -220,7 +221,8 @@ def _probe_compaction(endpoint: str, recorder: Recorder, operations: list[Operat
             Recorder.ok(op, revision=response.header.revision,
                         kv=key_value(response.kvs[0]) if response.kvs else None)
         except grpc.RpcError as error:
-            Recorder.fail(op, f"{error.code().name}: {error.details()}", definite=True)
+            Recorder.fail(op, f"{error.code().name}: {error.details()}",
+                      definite=error.code() not in INDETERMINATE)
 
 
 def _hashkv(endpoint: str) -> tuple[int, int]:

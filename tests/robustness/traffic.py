@@ -27,7 +27,7 @@ from tests.robustness.history import (
 MIX = {GET: 30, PUT: 25, DELETE: 10, CAS: 20, TXN_GET: 15}
 
 # gRPC codes after which the request may or may not have taken effect.
-_INDETERMINATE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+INDETERMINATE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                   grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
                   grpc.StatusCode.INTERNAL}
 
@@ -91,7 +91,7 @@ class Client:
             response = getattr(self, "_" + kind)(op)
         except grpc.RpcError as error:
             code = error.code()
-            definite = code not in _INDETERMINATE
+            definite = code not in INDETERMINATE
             Recorder.fail(op, f"{code.name}: {error.details()}", definite)
             if not definite:
                 self._close()  # a fresh channel reconnects without gRPC's backoff

@@ -57,6 +57,7 @@ class MvccClient(Client):
         self.live_leases: list[int] = []     # granted (or maybe granted) and not revoked
         self.revoked_leases: list[int] = []  # revoke asked for
         self.lease_stub: rpc_pb2_grpc.LeaseStub | None = None
+        self.lease_channel = None  # the channel lease_stub was made on
         self.put_lease = 0  # the lease of the LEASE_PUT being sent
 
     def request(self, kind: str, key: bytes) -> Operation:
@@ -105,8 +106,6 @@ class MvccClient(Client):
             self.lease_stub = rpc_pb2_grpc.LeaseStub(self.channel)
             self.lease_channel = self.channel
         return self.lease_stub
-
-    lease_channel = None
 
     def _stale_get(self, op: Operation) -> dict:
         response = self.kv.Range(rpc_pb2.RangeRequest(key=op.key, revision=op.at_revision),
