@@ -49,13 +49,17 @@ class View:
     """One read transaction and the committed state it sees. Never mutated
     after it is published in a slot."""
 
-    __slots__ = ("gen", "txn", "revision", "compact")
+    __slots__ = ("gen", "txn", "revision", "compact", "first_rev")
 
-    def __init__(self, gen: int, txn: lmdb.Transaction | None, revision: int, compact: int):
+    def __init__(self, gen: int, txn: lmdb.Transaction | None, revision: int, first_rev: int):
         self.gen = gen
         self.txn = txn
         self.revision = revision
-        self.compact = compact
+        # etcd's compact revision as stored: NEVER_COMPACTED (-1) before the
+        # first compaction (HashKV and txn ranges tell it from 0); reads use
+        # ``compact``, which is never below 0.
+        self.first_rev = first_rev
+        self.compact = max(first_rev, 0)
 
 
 NO_VIEW = View(-1, None, 0, 0)
@@ -163,7 +167,8 @@ class ReadViews:
         except BaseException:
             slot.busy = False
             raise
-        view = slot.view = View(gen, txn, revision, 0 if raw is None else s.unpack_i64(raw))
+        view = slot.view = View(gen, txn, revision,
+                                s.NEVER_COMPACTED if raw is None else s.unpack_i64(raw))
         return view
 
     # --- the writer's side ------------------------------------------------------------

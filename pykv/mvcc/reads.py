@@ -261,18 +261,16 @@ def txn_writes(req: Any) -> bool:
 
 
 def readonly_txn(txn: lmdb.Transaction, tables: index.Tables, req: Any, current: int,
-                 compacted: int, max_txn_ops: int) -> t.TxnResult:
+                 first_rev: int, max_txn_ops: int) -> t.TxnResult:
     """A txn whose branches hold only ranges (``txn_writes`` false), served
-    from a read transaction as etcd serves them, without Raft."""
+    from a read transaction as etcd serves them, without Raft. ``first_rev``:
+    the compact revision, ``NEVER_COMPACTED`` before the first compaction."""
     check_txn(req, max_txn_ops)
     if txn_writes(req):
         raise ValueError("a txn with puts or deletes must go through the write path")
     path = compare_path(txn, tables, req)
-    first_rev = compacted
-    if not compacted and txn.get(s.META_COMPACT, db=tables.meta) is None:
-        first_rev = s.NEVER_COMPACTED  # views say 0 for both; etcd tells them apart here
     check_txn_ranges(req, path, current, first_rev)
-    return _run_ranges(txn, tables, req, path, current, compacted)
+    return _run_ranges(txn, tables, req, path, current, max(first_rev, 0))
 
 
 def _run_ranges(txn: lmdb.Transaction, tables: index.Tables, req: Any, path: list,

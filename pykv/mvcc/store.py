@@ -738,7 +738,7 @@ class Store:
         transaction without the write path, as etcd serves such txns."""
         slot, view = self._views.begin()
         try:
-            return reads.readonly_txn(view.txn, self._tables, req, view.revision, view.compact,
+            return reads.readonly_txn(view.txn, self._tables, req, view.revision, view.first_rev,
                                       self.max_txn_ops)
         finally:
             self._views.end(slot, view)
@@ -898,8 +898,7 @@ class Store:
                                      view.compact)
         finally:
             self._views.end(slot, view)
-        if result.compact_revision == 0 and self.last_compaction < 0:
-            result.compact_revision = s.NEVER_COMPACTED  # etcd's HashKV says -1 until then
+        result.compact_revision = view.first_rev  # etcd's HashKV says -1 until the first
         return result
 
     def hash(self) -> t.HashResult:
