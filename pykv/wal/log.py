@@ -15,7 +15,7 @@ import threading
 from array import array
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 from pykv import errors
 from pykv._binding import check, ffi, lib
@@ -247,12 +247,18 @@ class WAL:
             _raise(rc, "appending to the WAL", scratch.err)
         return scratch.pos[0]
 
-    def sync(self, position: int | None = None) -> None:
+    def sync(self, position: int | None = None, mark: Any = None, mark_value: int = 0) -> None:
         """Return once everything appended up to ``position`` (default: all
-        appended so far) is durable. Concurrent callers share fdatasyncs."""
+        appended so far) is durable. Concurrent callers share fdatasyncs.
+        ``mark``: an ``int64_t *`` set to ``mark_value`` once the GIL is let
+        go (for a thread spinning on it, ``pykv_spin_until``)."""
         err, _ = _scratch()
-        rc = lib.pykv_wal_sync(self._h, _POSITION_ALL if position is None else position, err,
-                               _ERROR_BYTES)
+        position = _POSITION_ALL if position is None else position
+        if mark is None:
+            rc = lib.pykv_wal_sync(self._h, position, err, _ERROR_BYTES)
+        else:
+            rc = lib.pykv_wal_sync_marked(self._h, position, mark, mark_value, err,
+                                          _ERROR_BYTES)
         if rc:
             _raise(rc, "syncing the WAL", err)
 
