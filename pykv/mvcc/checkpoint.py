@@ -59,6 +59,7 @@ The record's layout (little-endian), then a CRC-32C of all that precedes it::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import struct
@@ -302,7 +303,8 @@ def recover(path: str, boot_id: bytes | None = None) -> Record | None:
                                     f"failed: {exc}") from exc
     finally:
         os.close(fd)
-    _log.warning("the MVCC store %s was open when the machine went down: rolled back to its "
+    _log.warning("the MVCC store %s was open when the machine went down (or kept a write its "
+                 "log lost): rolled back to its "
                  "last checkpoint (LMDB transaction %d, applied index %d); the log replays "
                  "the rest", path, record.txnid, record.applied_index)
     return record
@@ -468,6 +470,7 @@ class Checkpointer:
 
     def _write(self, txnid: int, applied: int, pages: bytes) -> None:
         """(Record lock held.)"""
+        self._check_failure()  # after roll_back_on_reopen, the record must stay as it is
         record = Record(self._store._page_bytes, txnid, applied, self._roots_crc(pages),
                         self.boot_id, pages)
         try:
@@ -476,6 +479,19 @@ class Checkpointer:
             self.failure = exc
             raise
         self._recorded = (self._gen, txnid)
+
+    def roll_back_on_reopen(self, failure: BaseException) -> None:
+        """A commit after the recorded state will never be covered by the
+        log (a held batch whose WAL fdatasync failed): stop, and make the
+        next open restore the recorded state as after a power loss, even
+        without a reboot (a record with no boot id reads as older than any).
+        Commits after that state never overwrote its pages (the pin)."""
+        with self._record_lock:
+            if self.failure is None:
+                self.failure = failure
+            record = read_record(self.path)
+            if record is not None and record.boot_id:
+                write_record(self.path, dataclasses.replace(record, boot_id=b""))
 
     def _check_failure(self) -> None:
         if self.failure is not None:

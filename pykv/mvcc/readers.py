@@ -25,6 +25,15 @@ reference, and a reader replacing a view just drops its reference (the last
 reference aborts the transaction). This relies on the GIL ordering plain
 attribute loads and stores (CPython with the GIL).
 
+Holding (a writer that commits before its write is durable, the embedded
+engine's pipelined path): between such a commit and its publication the
+writer raises ``held``; a reader that must begin a view then waits for the
+publication, so no view ever sees a commit that is not yet published.
+Views begun before the commit stay current until the publication bumps
+``gen``. A reader checks ``held`` before and after ``begin()``: the writer
+raises it before committing, so a view begun with ``held`` down both times
+predates the commit.
+
 Quiescing (growing the map, closing, defragmenting: LMDB wants no read
 transaction open in the process): the writer raises ``resizing``, bumps
 ``gen``, waits for busy slots to finish their read, aborts every view; new
@@ -96,6 +105,10 @@ class ReadViews:
         self.closed = False
         self.resizing = False
         self._resize_done = threading.Condition()
+        self.held = False
+        self.failed: BaseException | None = None  # why reads are refused (close_held)
+        self._hold_waiters = 0
+        self._hold_done = threading.Condition()
         self.local = threading.local()
         # Weak references, so a thread's slot goes with the thread; a tuple
         # replaced on change, so the writer iterates it without a lock (a
@@ -140,27 +153,30 @@ class ReadViews:
 
     def renew(self, slot: Slot) -> View:
         """Begin a current view in ``slot`` (which is busy). Waits while the
-        readers are quiesced; raises the closed error once closed."""
+        readers are quiesced or a commit is held; raises the closed error
+        once closed."""
         try:
             while True:
-                while self.resizing:
+                while (self.resizing or self.held) and not self.closed:
                     slot.busy = False
-                    with self._resize_done:
-                        self._resize_done.wait_for(lambda: not self.resizing)
+                    self._wait_out(slot)
                     slot.busy = True
                 if self.closed:
-                    raise self._closed_error()
+                    raise self.failed or self._closed_error()
                 gen = self.gen  # read before begin(): a commit in between makes the view stale
                 slot.view = NO_VIEW
                 try:
                     txn = self._env.begin()
-                    break
                 except lmdb.MapResizedError:
                     if self._on_map_resized is None:
                         raise
                     slot.busy = False
                     self._on_map_resized()
                     slot.busy = True
+                    continue
+                if not self.held:
+                    break
+                txn.abort()  # it may see a commit not yet published
             meta = self._meta_db
             revision = s.unpack_i64(txn.get(s.META_REVISION, db=meta))
             raw = txn.get(s.META_COMPACT, db=meta)
@@ -170,6 +186,18 @@ class ReadViews:
         view = slot.view = View(gen, txn, revision,
                                 s.NEVER_COMPACTED if raw is None else s.unpack_i64(raw))
         return view
+
+    def _wait_out(self, slot: Slot) -> None:
+        if self.resizing:
+            with self._resize_done:
+                self._resize_done.wait_for(lambda: not self.resizing)
+            return
+        with self._hold_done:
+            self._hold_waiters += 1
+            try:
+                self._hold_done.wait_for(lambda: not self.held or self.closed)
+            finally:
+                self._hold_waiters -= 1
 
     # --- the writer's side ------------------------------------------------------------
 
@@ -190,6 +218,25 @@ class ReadViews:
                     and view is not slot.dropped:
                 slot.dropped = view
                 view.txn.abort()
+
+    def hold(self) -> None:
+        """Before a commit that must stay unseen until ``unhold()``."""
+        self.held = True
+
+    def unhold(self) -> None:
+        """The held commit is published (``committed()`` first) or undone."""
+        self.held = False
+        if self._hold_waiters:
+            with self._hold_done:
+                self._hold_done.notify_all()
+
+    def close_held(self, failure: BaseException) -> None:
+        """The held commit will never be published: refuse reads from now on
+        (with ``failure``)."""
+        self.failed = failure
+        self.closed = True
+        with self._hold_done:
+            self._hold_done.notify_all()
 
     def quiesce(self) -> None:
         """Abort every view and keep readers out until ``release()``; waits

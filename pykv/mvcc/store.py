@@ -501,16 +501,31 @@ class Store:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def write(self, index_: int) -> WriteBatch:
+    def write(self, index_: int, held: bool = False) -> WriteBatch:
         """Begin a write batch recording ``index_`` as the applied index.
 
         Use as ``with store.write(index) as w: w.put(req) ...``. The caller
         skips entries at or below ``applied_index`` (already applied before a
         restart); ``index_`` must be greater than it. One batch at a time.
+        ``held``: the batch commits unseen, see ``WriteBatch.publish``
+        (checkpoint mode only: the other modes make a commit durable or
+        lose it with the process).
         """
-        return self._begin_write(index_, strict=True)
+        if held and self._checkpointer is None:
+            raise ValueError("held batches need the checkpoint durability mode")
+        return self._begin_write(index_, strict=True, held=held)
 
-    def _begin_write(self, index_: int, strict: bool) -> WriteBatch:
+    def _fail_held(self, cause: BaseException) -> None:
+        """A held batch was committed to LMDB and will never be published."""
+        failure = errors.FatalSyncError(f"a write the log lost is in the MVCC store "
+                                        f"{self.path}: reopen it ({cause})")
+        try:
+            if self._checkpointer is not None:  # no checkpoint may record it, a reopen undoes it
+                self._checkpointer.roll_back_on_reopen(failure)
+        finally:
+            self._views.close_held(failure)
+
+    def _begin_write(self, index_: int, strict: bool, held: bool = False) -> WriteBatch:
         self._check_open()
         self._check_writable()
         if self._checkpointer is not None and self._checkpointer.failure is not None:
@@ -523,7 +538,7 @@ class Store:
         try:
             self._check_open()
             self._grow_if_needed()
-            return WriteBatch(self, index_)
+            return WriteBatch(self, index_, held)
         except BaseException:
             self._write_lock.release()
             raise

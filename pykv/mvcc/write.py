@@ -14,6 +14,13 @@ next main revision; the changes inside it (the ops of a txn, the keys of a
 DeleteRange or of a lease revoke) take sub revisions 0, 1, 2...; a request
 that changes nothing takes no revision.
 
+A *held* batch (``Store.write(index, held=True)``, for a writer that
+commits before its log entry is durable) commits its LMDB transaction when
+the block ends but is not seen yet: readers keep their views, the in-memory
+parts stay, the writer lock stays taken (so no checkpoint can make it
+durable), until ``publish()`` (the entry is durable) or ``discard()`` (it
+never will be: the store refuses everything after).
+
 A full LMDB map never fails a batch: the transaction is aborted, the map
 grown, and the operations logged so far replayed (they are deterministic),
 after which the batch carries on as if nothing happened.
@@ -55,9 +62,11 @@ class WriteBatch:
     applied so far in this batch; ``index`` the applied index it records.
     """
 
-    def __init__(self, store: Store, index_: int):
+    def __init__(self, store: Store, index_: int, held: bool = False):
         self._store = store
         self.index = index_
+        self._held = held
+        self._compact_done = 0
         self._log: list[tuple[Callable[..., Any], tuple]] = []
         self._begin()
 
@@ -82,24 +91,58 @@ class WriteBatch:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is not None:
+        if exc_type is not None:
+            try:
                 self._txn.abort()
-                return
+            finally:
+                self._store._write_done()
+            return
+        if not self._held:
+            try:
+                self._commit()
+            finally:
+                self._store._write_done()
+            return
+        try:
             self._commit()
-        finally:
+        except BaseException:
+            self._store._views.unhold()
             self._store._write_done()
+            raise
 
     def _commit(self) -> None:
+        st = self._store
         while True:
             try:
-                done = self._store._compaction_step(self._txn, self._compact)
+                done = st._compaction_step(self._txn, self._compact)
                 self._write_meta(done)
+                if self._held:
+                    st._views.hold()
                 self._txn.commit()
                 break
             except lmdb.MapFullError:
+                st._views.unhold()
                 self._grow_and_replay()
-        self._store._committed(self, done)
+        if self._held:
+            self._compact_done = done
+        else:
+            st._committed(self, done)
+
+    def publish(self) -> None:
+        """(Held batch, committed) Its log entry is durable: let it be seen."""
+        st = self._store
+        try:
+            st._committed(self, self._compact_done)
+        finally:
+            st._views.unhold()
+            st._write_done()
+
+    def discard(self, cause: BaseException) -> None:
+        """(Held batch, committed) Its log entry will never be durable: the
+        store keeps it from readers and from checkpoints and takes no more
+        writes (reopen to recover from the log)."""
+        self._store._fail_held(cause)
+        self._store._write_done()
 
     def _write_meta(self, compact_done: int) -> None:
         st, put, meta = self._store, self._txn.put, self._tables.meta
