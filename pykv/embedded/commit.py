@@ -1,28 +1,39 @@
 """The write path with group commit: many threads, few fdatasyncs.
 
-Writers queue requests; nobody waits for a thread of the engine's own. A
-request goes through two stages, each owned by one writer thread at a time:
+Writers queue requests; nobody waits for a thread of the engine's own. The
+first writer to find nobody leading becomes the *leader*: it takes
+everything queued as ONE batch, which becomes ONE Raft entry
+(``pykv.engine.requests`` encoding, the server's), appended to the WAL and
+made durable with one ``sync`` (in C, without the GIL: the others go on
+queueing meanwhile), applied to the store in ONE LMDB transaction (not
+fsynced: the store's checkpoints make it durable, and the WAL covers it
+until then). It then wakes the writers whose requests it carried and hands
+the log to the oldest queued writer, which leads the next batch.
 
-1. **The log.** The first writer to find nobody leading becomes the
-   *leader*: it takes everything queued as ONE batch, which becomes ONE
-   Raft entry (``pykv.engine.requests`` encoding, the server's), appended to
-   the WAL and made durable with one ``sync`` (in C, without the GIL: the
-   others go on queueing meanwhile).
-2. **The store.** The durable batch joins the list of batches to apply. The
-   thread that finds nobody applying becomes the *applier*: it applies every
-   batch on the list in ONE LMDB transaction (not fsynced: the store's
-   checkpoints make it durable, and the WAL covers it until then) and wakes
-   the writers whose requests it carried.
+**The apply runs during the fdatasync** (``pipelined``, whenever the store
+is in checkpoint mode, i.e. ``sync=True``). The leader posts its batch to
+the *applier*, a thread of the engine's, and calls ``sync``; while the disk
+works, the applier applies and commits the batch as a *held* store batch
+(``Store.write(index, held=True)``): in LMDB, but seen by no reader, no
+watcher and no checkpoint. Once the sync has returned and the apply is
+done, the leader publishes the batch and wakes its writers. A put thus
+costs its fdatasync plus the encoding and publishing around it, not plus
+the apply; and the store still never shows a write the WAL may lose (etcd
+#14370): a reader that must begin a view meanwhile waits for the
+publication. If the fdatasync fails, the held batch is discarded: the store
+refuses reads and writes, and its next open rolls back to its checkpoint
+and replays the WAL. Unsynced writes (``sync=False``) have no fdatasync to
+hide behind: the leader applies them itself.
 
-The stages overlap: once its batch is durable and listed, the leader hands
-the log to the oldest queued writer, which syncs the next batch while this
-one is applied. Batches join the list in log order (the leader lists its
-batch before handing over) and one applier at a time takes the whole list,
-so the store applies entries in log order. An applier that finds more
-batches listed when it is done hands the store to the writer waiting on the
-oldest of them, so no caller is kept applying other threads' work for long.
-A lone writer never waits for another thread: it leads and applies its own
-batch.
+The hand-offs between leader and applier spin rather than sleep (C,
+``pykv_spin_until``, GIL released): on this VM waking a sleeping thread
+costs the waker 20-70 us, as much as the apply it would hide. The leader
+posts by storing to a word the applier spins on, and its ``sync`` stores
+another once the GIL is free, so the applier takes the GIL without a
+wake-up. The applier spins up to ``APPLIER_SPIN_NS`` for the next batch
+only after a batch of one request (a lone writer, who comes back soon);
+with many writers a spinning core would starve their Python, and one
+wake-up serves a batch of several.
 
 Waiters sleep on a ``threading.Lock`` each. Waking them from C with the GIL
 released was measured too (a pthread condition per thread, one C call per
@@ -33,8 +44,7 @@ by one and the batches shrink to one or two requests.
 Raft: the member leads its own one-voter log (``recovery.py`` won it the
 term), so an entry is committed once durable; each batch is appended as
 ``Entry(term, index, NORMAL, data)`` exactly as ``RawNode`` would have
-produced it. Entries are applied only after they are durable, so the store
-never holds a write the WAL may lose (etcd #14370).
+produced it.
 
 A failure of the WAL or of the store is fatal (as an fsync failure must be,
 RELIABILITY.md 4.6): every request not yet applied fails with it and so
@@ -45,21 +55,26 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from _thread import allocate_lock
 from typing import Any, Callable
 
 from pykv import errors
+from pykv._binding import ffi, lib
 from pykv.engine.apply import HANDLERS
 from pykv.engine.requests import RequestIds, encode
 from pykv.mvcc import Store
 from pykv.raft.types import Entry, EntryType, encode_entry
 from pykv.wal import WAL, RecordType
 
+#: How long the applier spins for its next batch before it sleeps, and a
+#: leader for the apply of its batch (CPU spent on a spare core for a wake-up
+#: saved on the critical path; a writer that comes back within it costs none).
+APPLIER_SPIN_NS = 300_000
+_spin_until = lib.pykv_spin_until
+_NULL = ffi.NULL
 _ENTRY = int(RecordType.ENTRY)
 _NORMAL = int(EntryType.NORMAL)
-# What a waiting writer is woken for, besides its requests being done.
-_LEAD = 1    # take the log (stage 1)
-_APPLY = 2   # take the store (stage 2)
 
 
 class Request:
@@ -75,7 +90,7 @@ class Request:
         self.req = req
         self.result: Any = None
         self.waiter: Any = None     # a held lock its thread sleeps on, released to wake it
-        self.promoted = 0           # _LEAD or _APPLY: woken to take a stage over
+        self.promoted = 0           # 1: woken to take the log over
 
     def outcome(self) -> Any:
         """The result, or raise the error that was the result."""
@@ -85,36 +100,56 @@ class Request:
         return result
 
 
-#: A durable batch waiting to be applied: (entry index, requests, the last
-#: request of the leader that synced it, whose thread waits for it).
-Durable = tuple[int, list[Request], Request]
+class _Job:
+    """A batch posted to the applier: its held store batch once applied,
+    or the error that stopped the apply; ``done`` is released then."""
+
+    __slots__ = ("index", "batch", "held", "error", "done", "seq")
+
+    def __init__(self, index: int, batch: list[Request]):
+        self.seq = 0
+        self.index = index
+        self.batch = batch
+        self.held: Any = None
+        self.error: BaseException | None = None
+        self.done = allocate_lock()
+        self.done.acquire()
 
 
 class Committer:
     """Group commit over ``wal`` and ``store`` for the member that leads a
-    one-voter log at ``term`` whose last entry is ``last_index``."""
+    one-voter log at ``term`` whose last entry is ``last_index``.
+    ``pipelined``: apply on the applier thread during the fdatasync (see
+    the module docstring; needs the store's checkpoint mode)."""
 
-    def __init__(self, wal: WAL, store: Store, *, member_id: int, term: int, last_index: int):
+    def __init__(self, wal: WAL, store: Store, *, member_id: int, term: int, last_index: int,
+                 pipelined: bool = False):
         self._wal = wal
         self._store = store
         self.term = term
-        self.last_index = last_index          # last entry appended (leader only)
-        self.applied_index = last_index       # last entry applied
+        self.last_index = last_index          # last entry appended
+        self.applied_index = last_index       # last entry applied and published
         self._ids = RequestIds(member_id, int(time.time() * 1000))
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._queue: list[Request] = []       # waiting for the log
         self._leading = False                 # a thread owns the log
-        self._durable: list[Durable] = []     # in the log, waiting for the store
-        self._applying = False                # a thread owns the store
         self._closed = False
         self.failure: BaseException | None = None
         self.batches = 0     # batches applied (one Raft entry, one WAL fdatasync each)
-        self.commits = 0     # store commits (each applied one or more batches)
         self.requests = 0    # requests applied
-        #: Called with the last applied index after each store commit (on the
-        #: applier's thread, outside every lock here); must be quick.
+        #: Called with the last applied index after each batch (on the
+        #: leader's thread, outside every lock here); must be quick.
         self.on_applied: Callable[[int], None] | None = None
+        self._pipelined = pipelined
+        self._applier: threading.Thread | None = None
+        self._words = ffi.new("int64_t[3]")
+        self._seq = 0
+        self._jobs: deque[_Job] = deque()      # posted, not yet taken by the applier
+        self._applier_asleep = False
+        self._applier_wake = allocate_lock()
+        self._applier_wake.acquire()
+        self._stopping = False
 
     # -- the writer's side ---------------------------------------------------------
 
@@ -136,7 +171,7 @@ class Committer:
                 last.waiter = waiter = allocate_lock()
                 waiter.acquire()
         if lead:
-            self._lead(last)
+            self._lead()
         else:
             self._wait(last, waiter)
 
@@ -148,27 +183,23 @@ class Committer:
             raise errors.ClosedError("the database is closed")
 
     def _wait(self, last: Request, waiter: Any) -> None:
-        """Sleep until ``last`` is applied, or take over the stage this
-        thread is handed."""
+        """Sleep until ``last`` is applied, or take the log over if handed it."""
         try:
             waiter.acquire()
         except BaseException:  # KeyboardInterrupt: the requests stay queued and will be done
             with self._lock:
-                last.waiter = None  # so that no stage is handed to this thread from now on
-            self._take_over(last)
+                last.waiter = None  # so that the log is not handed to this thread from now on
+            if last.promoted:
+                last.promoted = 0
+                self._lead()
             raise
-        self._take_over(last)
+        if last.promoted:
+            last.promoted = 0
+            self._lead()
 
-    def _take_over(self, last: Request) -> None:
-        role, last.promoted = last.promoted, 0
-        if role == _LEAD:
-            self._lead(last)
-        elif role == _APPLY:
-            self._apply_all()
+    # -- the leader -----------------------------------------------------------------------
 
-    # -- stage 1: the log -----------------------------------------------------------------
-
-    def _lead(self, last: Request) -> None:
+    def _lead(self) -> None:
         with self._lock:
             batch, self._queue = self._queue, []
             if not batch:  # a failure emptied the queue after we were handed the log
@@ -181,114 +212,172 @@ class Committer:
                           encode([(r.kind, r.request_id, r.body) for r in batch]))
             position = self._wal.append([(_ENTRY, index, encode_entry(entry))])
             self.last_index = index
-            self._wal.sync(position)
         except BaseException as exc:
             self._fail(exc, batch)
             return
-        with self._lock:
-            failed = self.failure  # nothing may be applied after a failure
-            if failed is None:
-                self._durable.append((index, batch, last))
-                apply_now = not self._applying
-                if apply_now:
-                    self._applying = True
-                else:
-                    last.waiter = waiter = allocate_lock()
-                    waiter.acquire()
-                handed = self._hand(self._queue, _LEAD)
-                if handed is None:
-                    self._leading = False
-                    self._notify_idle()
-        if failed is not None:
-            self._fail(failed, batch)
+        if self._pipelined:
+            self._sync_and_publish(index, batch, position)
+        else:
+            self._sync_and_apply(index, batch, position)
+
+    def _sync_and_apply(self, index: int, batch: list[Request], position: Any) -> None:
+        try:
+            self._wal.sync(position)
+            with self._store.write(index) as w:
+                self._apply(w, batch)
+        except BaseException as exc:
+            self._fail(exc, batch)
             return
+        self._applied(index, batch)
+        self._hand_off()
+
+    def _sync_and_publish(self, index: int, batch: list[Request], position: Any) -> None:
+        job = self._post(index, batch)
+        try:
+            self._wal.sync(position, self._words + 1, job.seq)
+        except BaseException as exc:
+            self._wait_applied(job)
+            if job.held is not None:
+                job.held.discard(exc)
+            self._fail(exc, batch)
+            return
+        self._wait_applied(job)
+        if job.error is not None:
+            self._fail(job.error, batch)
+            return
+        try:
+            job.held.publish()
+        except BaseException as exc:
+            self._fail(exc, batch)
+            return
+        self._applied(index, batch)
+        # Handing the log over before publishing (the next fdatasync would
+        # start sooner; its apply would wait for this publication) measured
+        # worse with 16 writers: 5-8k puts/s against 8-11k, batches of ~5
+        # instead of ~9, the applier and two leaders contending for the GIL.
+        self._hand_off()
+
+    def _applied(self, index: int, batch: list[Request]) -> None:
+        """``batch`` (entry ``index``) is applied and seen: wake its writers."""
+        self.applied_index = index
+        self.batches += 1
+        self.requests += len(batch)
+        for request in batch:
+            if request.waiter is not None:
+                request.waiter.release()
+        if self.on_applied is not None:
+            self.on_applied(index)
+
+    def _hand_off(self) -> None:
+        """Hand the log to the oldest queued writer, or lay it down."""
+        with self._lock:
+            handed = self._hand_log()
+            if handed is None:
+                self._leading = False
+                self._notify_idle()
         if handed is not None:
             handed.release()
-        if apply_now:
-            self._apply_all()
-        else:
-            self._wait(last, waiter)
 
-    # -- stage 2: the store -----------------------------------------------------------------
+    # -- the applier ----------------------------------------------------------------------
+    #
+    # Hand-offs spin instead of sleeping: waking a sleeping thread costs the
+    # waker 20-70 us on a VM, which would land on every put's critical path.
+    # ``_words``: [0] the last job posted, [1] the last job whose leader is in
+    # its fdatasync (so the GIL is free), [2] the last job applied.
 
-    def _apply_all(self) -> None:
+    def _post(self, index: int, batch: list[Request]) -> _Job:
+        if self._applier is None:
+            self._applier = threading.Thread(target=self._run_applier, name="pykv-applier",
+                                             daemon=True)
+            self._applier.start()
+        job = _Job(index, batch)
+        with self._lock:
+            self._seq += 1
+            job.seq = self._seq
+            self._jobs.append(job)
+            self._words[0] = job.seq
+            if self._applier_asleep:
+                self._applier_asleep = False
+                self._applier_wake.release()
+        return job
+
+    def _wait_applied(self, job: _Job) -> None:
+        if not _spin_until(_NULL, 0, self._words + 2, job.seq, _NULL, 0, APPLIER_SPIN_NS):
+            job.done.acquire()
+
+    def _run_applier(self) -> None:
+        words, store, jobs, seq = self._words, self._store, self._jobs, 1
+        spin = APPLIER_SPIN_NS
+        broken: BaseException | None = None  # once an apply failed, no later one may run
         while True:
-            with self._lock:
-                taken, self._durable = self._durable, []
-                failed = self.failure
-            if failed is not None:  # a batch missing from the store must stop the rest
-                self._fail(failed, [r for _, batch, _ in taken for r in batch])
-                return
-            try:
-                self._apply(taken)
-            except BaseException as exc:
-                self._fail(exc, [r for _, batch, _ in taken for r in batch])
-                return
-            for _, batch, _ in taken:
-                for request in batch:
-                    if request.waiter is not None:
-                        request.waiter.release()
-            if self.on_applied is not None:
-                self.on_applied(self.applied_index)
-            with self._lock:
-                if not self._durable:
-                    self._applying = False
-                    self._notify_idle()
-                    return
-                handed = self._hand([owner for _, _, owner in self._durable], _APPLY)
-            if handed is not None:
-                handed.release()
-                return
-            # Nobody waits on the batches listed meanwhile: apply them too.
+            # Announce the last job applied (if any) once the GIL is let go.
+            if not _spin_until(words + 2 if seq > 1 else _NULL, seq - 1, words, seq,
+                               words + 1, seq, spin) and words[0] < seq:
+                with self._lock:
+                    asleep = words[0] < seq and not self._stopping
+                    self._applier_asleep = asleep
+                if asleep:
+                    self._applier_wake.acquire()
+                if words[0] < seq:
+                    if self._stopping:
+                        return
+                    continue
+            job = jobs.popleft()
+            # Spin for the next job only after a lone writer's batch: with
+            # several writers, one wake-up serves a whole batch, and a
+            # spinning core is one their Python would have used.
+            spin = APPLIER_SPIN_NS if len(job.batch) == 1 else 0
+            if broken is not None:
+                job.error = broken
+            else:
+                try:
+                    held = store.write(job.index, held=True)
+                    with held:
+                        self._apply(held, job.batch)
+                    job.held = held
+                except BaseException as exc:
+                    job.error = broken = exc
+            job.done.release()  # for a leader that gave up spinning (words[2]: at the top)
+            seq += 1
 
-    def _apply(self, taken: list[Durable]) -> None:
+    @staticmethod
+    def _apply(w: Any, batch: list[Request]) -> None:
         handlers = HANDLERS
         etcd_error = errors.EtcdError
-        count = 0
-        with self._store.write(taken[-1][0]) as w:
-            for _, batch, _ in taken:
-                count += len(batch)
-                for request in batch:
-                    try:
-                        request.result = handlers[request.kind](w, request.req)
-                    except etcd_error as exc:
-                        request.result = exc
-        self.applied_index = taken[-1][0]
-        self.batches += len(taken)
-        self.commits += 1
-        self.requests += count
+        for request in batch:
+            try:
+                request.result = handlers[request.kind](w, request.req)
+            except etcd_error as exc:
+                request.result = exc
 
     # -- hand-overs and failure -------------------------------------------------------------
 
     def _notify_idle(self) -> None:
-        """A stage was laid down (lock held): only ``close()`` waits for that."""
+        """The log was laid down (lock held): only ``close()`` waits for that."""
         if self._closed:
             self._idle.notify_all()
 
-    @staticmethod
-    def _hand(candidates: list[Request], role: int) -> Any:
-        """The first waiting request among ``candidates`` gets ``role``;
+    def _hand_log(self) -> Any:
+        """(Lock held) The oldest queued writer still waiting leads next;
         returns its waiter to release (outside the lock), or None."""
-        for request in candidates:
+        for request in self._queue:
             if request.waiter is not None:
-                request.promoted = role
+                request.promoted = 1
                 waiter, request.waiter = request.waiter, None
                 return waiter
         return None
 
     def _fail(self, exc: BaseException, requests: list[Request]) -> None:
-        """Fatal: fail ``requests`` and everything not yet applied; refuse
-        what comes."""
+        """Fatal (on the leader's thread): fail ``requests``, the batch it
+        took, and everything queued; lay the log down; refuse what comes."""
         if not isinstance(exc, errors.PykvError):
             exc = errors.StorageError(f"the write path failed: {exc!r}")
         with self._lock:
             if self.failure is None:
                 self.failure = exc
             failed = requests + self._queue
-            for _, batch, _ in self._durable:
-                failed += batch
-            self._queue, self._durable = [], []
-            self._leading = self._applying = False
+            self._queue = []
+            self._leading = False
             self._idle.notify_all()
         for request in failed:
             request.result = exc
@@ -298,8 +387,16 @@ class Committer:
     # -- closing -----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Refuse new writes and wait for those in flight to finish."""
+        """Refuse new writes, wait for those in flight, stop the applier."""
         with self._lock:
             self._closed = True
-            while self._leading or self._applying:
+            while self._leading:
                 self._idle.wait()
+        if self._applier is not None:
+            with self._lock:
+                self._stopping = True
+                if self._applier_asleep:
+                    self._applier_asleep = False
+                    self._applier_wake.release()
+            self._applier.join()
+            self._applier = None

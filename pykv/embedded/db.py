@@ -47,10 +47,13 @@ class DB:
     """An open pykv data directory; made by ``pykv.open(path, **options)``.
 
     Safe to use from many threads at once: writes from concurrent threads
-    share fdatasyncs (group commit), reads never wait for writes. Keys and
-    values are bytes or str (UTF-8); results carry bytes. Every write's
-    result carries the store ``revision`` it produced, as etcd's responses
-    do. Errors are ``pykv.errors`` classes with etcd's messages.
+    share fdatasyncs (group commit). Reads do not wait for writes, with one
+    exception: the first read on a thread after a write was acknowledged
+    waits out a write whose fdatasync is running then (at most that
+    fdatasync), so that no read ever sees a write that is not durable.
+    Keys and values are bytes or str (UTF-8); results carry bytes. Every
+    write's result carries the store ``revision`` it produced, as etcd's
+    responses do. Errors are ``pykv.errors`` classes with etcd's messages.
 
     The caller must ``close()`` it (or use ``with``): close finishes the
     writes in flight, makes the store durable and releases the directory,

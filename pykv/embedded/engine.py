@@ -1,8 +1,10 @@
 """The embedded engine: a data directory opened in this process.
 
 It owns the parts (the directory lock, the WAL, the MVCC store, the group
-commit path) and one background thread, started only when there is work for
-it, that does what a server's Raft loop does between requests:
+commit path, whose applier thread applies batches while their WAL
+fdatasync runs: ``commit.py``) and one background thread, started only when
+there is work for it, that does what a server's Raft loop does between
+requests:
 
 - **lease expiry**: the member always leads, so its lessor always runs
   leases down; every ``lease_check_interval_s`` the thread revokes the
@@ -68,7 +70,8 @@ class Engine:
         self.cluster_id = state.cluster_id
         self.conf_state = state.conf_state
         self.committer = Committer(wal, store, member_id=state.member_id, term=state.term,
-                                   last_index=state.last_index)
+                                   last_index=state.last_index,
+                                   pipelined=store.durability == "checkpoint")
         self.committer.on_applied = self._on_applied
         self._snapshot_index = state.snapshot_index
         self._snapshot_lock = threading.Lock()

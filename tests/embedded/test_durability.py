@@ -189,7 +189,7 @@ def test_a_failed_store_commit_stops_every_later_write_and_a_reopen_replays_the_
     store = db._engine.store
     real_write = store.write
 
-    def failing_write(index):
+    def failing_write(index, **_options):
         raise errors.StorageError("injected: the store could not commit")
 
     store.write = failing_write
@@ -204,6 +204,36 @@ def test_a_failed_store_commit_stops_every_later_write_and_a_reopen_replays_the_
         assert db.get("before").value == b"1"
         assert db.get("lost-or-not").value == b"2"
         assert db.get("after") is None
+
+
+def test_a_failed_wal_sync_undoes_the_apply_that_ran_meanwhile(db_path):
+    """The store applies a batch while its WAL fdatasync runs (commit.py).
+    If that fdatasync fails, the batch is in LMDB but maybe not in the WAL:
+    no reader may see it, and a reopen must roll the store back rather than
+    find it ahead of its log."""
+    db = pykv.open(db_path)
+    db.put("before", "1")
+    wal = db._engine.wal
+    real_sync = wal.sync
+
+    def failing_sync(*args, **kwargs):
+        raise errors.FatalSyncError("injected: fdatasync failed")
+
+    wal.sync = failing_sync
+    with pytest.raises(errors.StorageError, match="injected"):
+        db.put("lost", "2")
+    wal.sync = real_sync
+    with pytest.raises(errors.StorageError, match="must be reopened"):
+        db.put("after", "3")
+    with pytest.raises(errors.StorageError, match="reopen"):
+        db.get("lost")  # a fresh read view could see the unsynced apply: refused
+    db.close()
+    with pykv.open(db_path) as db:
+        assert db.get("before").value == b"1"
+        lost = db.get("lost")
+        assert lost is None or lost.value == b"2"  # as far as the WAL got
+        assert db.get("after") is None
+        assert db.put("after", "3").revision > 2
 
 
 def test_writers_racing_close_either_finish_or_get_closed_error(db_path):
