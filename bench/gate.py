@@ -63,6 +63,7 @@ def _server(workload: str, quick: bool = False) -> list[Figure]:
                    f"{test}#cpu_ratio", quick=quick)]
 
 
+_EMBEDDED = "bench/test_embedded.py::"
 _MVCC = "bench/test_mvcc.py::"
 _RAFT = "bench/test_raft.py::"
 _WAL = "bench/test_wal.py::"
@@ -91,6 +92,10 @@ FIGURES: list[Figure] = [
            f"{_RAFT}test_reference_marshal_dumps#median", quick=True),
     Figure("raft.decode", "decode_entries vs marshal.loads", f"{_RAFT}test_decode_entries#median",
            f"{_RAFT}test_reference_marshal_loads#median", quick=True),
+    Figure("embedded.put_1", "pykv.open durable puts, 1 thread, vs sqlite3 WAL+FULL",
+           f"{_EMBEDDED}test_durable_puts_one_thread#pykv/sqlite3", quick=True),
+    Figure("embedded.put_16", "pykv.open durable puts, 16 threads, vs sqlite3 WAL+FULL",
+           f"{_EMBEDDED}test_durable_puts_sixteen_threads#pykv/sqlite3", quick=True),
     Figure("mvcc.apply", "apply 1,000-put batches vs raw lmdb puts",
            f"{_MVCC}test_apply_1000_put_batches#pykv", f"{_MVCC}test_apply_1000_put_batches#reference",
            quick=True),
@@ -317,7 +322,9 @@ def load_baselines(path: pathlib.Path) -> dict:
 def record(mode: Mode, ratios: dict[str, list[float]], path: pathlib.Path) -> dict:
     data = load_baselines(path)
     previous = data.get(mode.name, {}).get("figures", {})
-    entries = {}
+    # Figures not measured this time (--only) keep their baselines.
+    known = {f.name for f in mode.figures()}
+    entries = {name: entry for name, entry in previous.items() if name in known}
     today = datetime.date.today().isoformat()
     for f in mode.figures():
         runs = ratios.get(f.name) or []

@@ -95,6 +95,22 @@ def test_recording_carries_the_last_spreads_forward(monkeypatch, tmp_path):
     assert entry["margin"] == gate.MODES["quick"].margin_ceiling and entry["gated"] is False
 
 
+def test_recording_some_figures_keeps_the_baselines_of_the_others(monkeypatch, tmp_path):
+    path = tmp_path / "baselines.json"
+    kept = {"ratio": 0.25, "runs": [0.25], "margin": 0.5, "gated": True, "spreads": [0.1]}
+    path.write_text(json.dumps({"quick": {"settings": {}, "figures": {
+        "demo.put": {"ratio": 0.9, "runs": [0.9], "margin": 0.5, "gated": True, "spreads": []},
+        "demo.timed": kept, "gone.figure": kept}}}))
+    _fake_suites(monkeypatch, [0.50, 0.50, 0.50, 0.50, 0.50])
+    monkeypatch.setattr(gate, "FIGURES", [FIG, TIMED])
+    assert gate.main(["--quick", "--record", "--only", "demo.put", "--baselines", str(path),
+                      "--log", str(tmp_path / "log")]) == 0
+    figures = json.loads(path.read_text())["quick"]["figures"]
+    assert figures["demo.put"]["ratio"] == 0.5   # measured anew
+    assert figures["demo.timed"] == kept         # not measured: kept as it was
+    assert "gone.figure" not in figures          # no longer a figure of the gate
+
+
 def test_one_outlier_while_recording_does_not_widen_the_margin():
     quick = gate.MODES["quick"]
     assert gate.margin_from_spread([0.107, 0.106, 0.103, 0.103, 0.0511], quick) == (
