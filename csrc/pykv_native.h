@@ -12,7 +12,7 @@
 #include "pykv_frame.h"
 #include "pykv_h2.h"
 #include "pykv_snap.h"
-#include "pykv_spin.h"
 #include "pykv_wal.h"
+#include "pykv_syncer.h"
 
 #endif

@@ -130,12 +130,6 @@ int pykv_wal_append(pykv_wal *wal, size_t count, const uint8_t *types,
  * write returns PYKV_EFATAL. */
 int pykv_wal_sync(pykv_wal *wal, uint64_t position, char *err, size_t err_bytes);
 
-/* Store value to *mark (release ordering), then pykv_wal_sync: a thread
- * spinning on mark (pykv_spin_until) learns that the caller is in the sync
- * and no longer holds the GIL, so it can take it without a wake-up. */
-int pykv_wal_sync_marked(pykv_wal *wal, uint64_t position, int64_t *mark, int64_t value,
-                         char *err, size_t err_bytes);
-
 /* pykv_wal_append then pykv_wal_sync of that batch, in one crossing. */
 int pykv_wal_append_sync(pykv_wal *wal, size_t count, const uint8_t *types,
                          const uint64_t *indexes, const uint32_t *lengths,

@@ -699,12 +699,6 @@ int pykv_wal_sync(pykv_wal *wal, uint64_t position, char *err, size_t err_bytes)
     return sync_and_unlock(wal, position, err, err_bytes);
 }
 
-int pykv_wal_sync_marked(pykv_wal *wal, uint64_t position, int64_t *mark, int64_t value,
-                         char *err, size_t err_bytes) {
-    __atomic_store_n(mark, value, __ATOMIC_RELEASE);
-    return pykv_wal_sync(wal, position, err, err_bytes);
-}
-
 int pykv_wal_append_sync(pykv_wal *wal, size_t count, const uint8_t *types,
                          const uint64_t *indexes, const uint32_t *lengths,
                          const uint8_t *payload, size_t payload_bytes,

@@ -11,29 +11,28 @@ until then). It then wakes the writers whose requests it carried and hands
 the log to the oldest queued writer, which leads the next batch.
 
 **The apply runs during the fdatasync** (``pipelined``, whenever the store
-is in checkpoint mode, i.e. ``sync=True``). The leader posts its batch to
-the *applier*, a thread of the engine's, and calls ``sync``; while the disk
-works, the applier applies and commits the batch as a *held* store batch
+is in checkpoint mode, i.e. ``sync=True``). The leader appends its batch,
+asks the WAL's syncer thread (C, ``WAL.sync_start``) for the fdatasync, and
+applies and commits the batch meanwhile as a *held* store batch
 (``Store.write(index, held=True)``): in LMDB, but seen by no reader, no
-watcher and no checkpoint. Once the sync has returned and the apply is
-done, the leader publishes the batch and wakes its writers. A put thus
-costs its fdatasync plus the encoding and publishing around it, not plus
-the apply; and the store still never shows a write the WAL may lose (etcd
-#14370): a reader that must begin a view meanwhile waits for the
-publication. If the fdatasync fails, the held batch is discarded: the store
-refuses reads and writes, and its next open rolls back to its checkpoint
-and replays the WAL. Unsynced writes (``sync=False``) have no fdatasync to
-hide behind: the leader applies them itself.
+watcher and no checkpoint. Once the sync is done (``WAL.sync_wait``), the
+leader publishes the batch and wakes its writers. A put thus costs its
+fdatasync plus the encoding and publishing around it, not plus the apply;
+and the store still never shows a write the WAL may lose (etcd #14370): a
+reader that must begin a view meanwhile waits for the publication. If the
+fdatasync fails, the held batch is discarded: the store refuses reads and
+writes, and its next open rolls back to its checkpoint and replays the WAL.
+Unsynced writes (``sync=False``) have no fdatasync to hide behind: the
+leader applies them after its (skipped) sync.
 
-The hand-offs between leader and applier spin rather than sleep (C,
-``pykv_spin_until``, GIL released): on this VM waking a sleeping thread
-costs the waker 20-70 us, as much as the apply it would hide. The leader
-posts by storing to a word the applier spins on, and its ``sync`` stores
-another once the GIL is free, so the applier takes the GIL without a
-wake-up. The applier spins up to ``APPLIER_SPIN_NS`` for the next batch
-only after a batch of one request (a lone writer, who comes back soon);
-with many writers a spinning core would starve their Python, and one
-wake-up serves a batch of several.
+The hand-offs with the syncer spin rather than sleep where it pays: on
+this VM waking a sleeping thread costs the waker 20-70 us, as much as the
+apply it hides. The syncer spins a while for its next request; the leader
+spins for the sync's end only for a batch of one request (a lone writer,
+whose latency it is); with many writers a spinning core is one their
+Python would have used. An earlier version handed the apply to a Python
+applier thread instead: as fast for one writer, slower for 16 (GIL
+hand-offs between leader and applier).
 
 Waiters sleep on a ``threading.Lock`` each. Waking them from C with the GIL
 released was measured too (a pthread condition per thread, one C call per
@@ -55,24 +54,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from _thread import allocate_lock
 from typing import Any, Callable
 
 from pykv import errors
-from pykv._binding import ffi, lib
 from pykv.engine.apply import HANDLERS
 from pykv.engine.requests import RequestIds, encode
 from pykv.mvcc import Store
 from pykv.raft.types import Entry, EntryType, encode_entry
 from pykv.wal import WAL, RecordType
 
-#: How long the applier spins for its next batch before it sleeps, and a
-#: leader for the apply of its batch (CPU spent on a spare core for a wake-up
-#: saved on the critical path; a writer that comes back within it costs none).
-APPLIER_SPIN_NS = 300_000
-_spin_until = lib.pykv_spin_until
-_NULL = ffi.NULL
+#: How long a lone writer's leader spins (GIL released) for its fdatasync to
+#: end before it sleeps: CPU on a spare core, for a wake-up saved on the
+#: write's critical path.
+SYNC_SPIN_NS = 300_000
 _ENTRY = int(RecordType.ENTRY)
 _NORMAL = int(EntryType.NORMAL)
 
@@ -100,26 +95,10 @@ class Request:
         return result
 
 
-class _Job:
-    """A batch posted to the applier: its held store batch once applied,
-    or the error that stopped the apply; ``done`` is released then."""
-
-    __slots__ = ("index", "batch", "held", "error", "done", "seq")
-
-    def __init__(self, index: int, batch: list[Request]):
-        self.seq = 0
-        self.index = index
-        self.batch = batch
-        self.held: Any = None
-        self.error: BaseException | None = None
-        self.done = allocate_lock()
-        self.done.acquire()
-
-
 class Committer:
     """Group commit over ``wal`` and ``store`` for the member that leads a
     one-voter log at ``term`` whose last entry is ``last_index``.
-    ``pipelined``: apply on the applier thread during the fdatasync (see
+    ``pipelined``: apply while the WAL's syncer thread runs the fdatasync (see
     the module docstring; needs the store's checkpoint mode)."""
 
     def __init__(self, wal: WAL, store: Store, *, member_id: int, term: int, last_index: int,
@@ -142,14 +121,6 @@ class Committer:
         #: leader's thread, outside every lock here); must be quick.
         self.on_applied: Callable[[int], None] | None = None
         self._pipelined = pipelined
-        self._applier: threading.Thread | None = None
-        self._words = ffi.new("int64_t[3]")
-        self._seq = 0
-        self._jobs: deque[_Job] = deque()      # posted, not yet taken by the applier
-        self._applier_asleep = False
-        self._applier_wake = allocate_lock()
-        self._applier_wake.acquire()
-        self._stopping = False
 
     # -- the writer's side ---------------------------------------------------------
 
@@ -232,29 +203,32 @@ class Committer:
         self._hand_off()
 
     def _sync_and_publish(self, index: int, batch: list[Request], position: Any) -> None:
-        job = self._post(index, batch)
+        wal = self._wal
+        wal.sync_start(position)
+        held: Any = None
+        failure: BaseException | None = None
         try:
-            self._wal.sync(position, self._words + 1, job.seq)
+            held = self._store.write(index, held=True)
+            with held:
+                self._apply(held, batch)
         except BaseException as exc:
-            self._wait_applied(job)
-            if job.held is not None:
-                job.held.discard(exc)
+            failure, held = exc, None  # aborted, or never begun
+        try:
+            wal.sync_wait(position, SYNC_SPIN_NS if len(batch) == 1 else 0)
+        except BaseException as exc:
+            if held is not None:
+                held.discard(exc)
             self._fail(exc, batch)
             return
-        self._wait_applied(job)
-        if job.error is not None:
-            self._fail(job.error, batch)
+        if failure is not None:
+            self._fail(failure, batch)
             return
         try:
-            job.held.publish()
+            held.publish()
         except BaseException as exc:
             self._fail(exc, batch)
             return
         self._applied(index, batch)
-        # Handing the log over before publishing (the next fdatasync would
-        # start sooner; its apply would wait for this publication) measured
-        # worse with 16 writers: 5-8k puts/s against 8-11k, batches of ~5
-        # instead of ~9, the applier and two leaders contending for the GIL.
         self._hand_off()
 
     def _applied(self, index: int, batch: list[Request]) -> None:
@@ -277,68 +251,6 @@ class Committer:
                 self._notify_idle()
         if handed is not None:
             handed.release()
-
-    # -- the applier ----------------------------------------------------------------------
-    #
-    # Hand-offs spin instead of sleeping: waking a sleeping thread costs the
-    # waker 20-70 us on a VM, which would land on every put's critical path.
-    # ``_words``: [0] the last job posted, [1] the last job whose leader is in
-    # its fdatasync (so the GIL is free), [2] the last job applied.
-
-    def _post(self, index: int, batch: list[Request]) -> _Job:
-        if self._applier is None:
-            self._applier = threading.Thread(target=self._run_applier, name="pykv-applier",
-                                             daemon=True)
-            self._applier.start()
-        job = _Job(index, batch)
-        with self._lock:
-            self._seq += 1
-            job.seq = self._seq
-            self._jobs.append(job)
-            self._words[0] = job.seq
-            if self._applier_asleep:
-                self._applier_asleep = False
-                self._applier_wake.release()
-        return job
-
-    def _wait_applied(self, job: _Job) -> None:
-        if not _spin_until(_NULL, 0, self._words + 2, job.seq, _NULL, 0, APPLIER_SPIN_NS):
-            job.done.acquire()
-
-    def _run_applier(self) -> None:
-        words, store, jobs, seq = self._words, self._store, self._jobs, 1
-        spin = APPLIER_SPIN_NS
-        broken: BaseException | None = None  # once an apply failed, no later one may run
-        while True:
-            # Announce the last job applied (if any) once the GIL is let go.
-            if not _spin_until(words + 2 if seq > 1 else _NULL, seq - 1, words, seq,
-                               words + 1, seq, spin) and words[0] < seq:
-                with self._lock:
-                    asleep = words[0] < seq and not self._stopping
-                    self._applier_asleep = asleep
-                if asleep:
-                    self._applier_wake.acquire()
-                if words[0] < seq:
-                    if self._stopping:
-                        return
-                    continue
-            job = jobs.popleft()
-            # Spin for the next job only after a lone writer's batch: with
-            # several writers, one wake-up serves a whole batch, and a
-            # spinning core is one their Python would have used.
-            spin = APPLIER_SPIN_NS if len(job.batch) == 1 else 0
-            if broken is not None:
-                job.error = broken
-            else:
-                try:
-                    held = store.write(job.index, held=True)
-                    with held:
-                        self._apply(held, job.batch)
-                    job.held = held
-                except BaseException as exc:
-                    job.error = broken = exc
-            job.done.release()  # for a leader that gave up spinning (words[2]: at the top)
-            seq += 1
 
     @staticmethod
     def _apply(w: Any, batch: list[Request]) -> None:
@@ -387,16 +299,8 @@ class Committer:
     # -- closing -----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Refuse new writes, wait for those in flight, stop the applier."""
+        """Refuse new writes and wait for those in flight to finish."""
         with self._lock:
             self._closed = True
             while self._leading:
                 self._idle.wait()
-        if self._applier is not None:
-            with self._lock:
-                self._stopping = True
-                if self._applier_asleep:
-                    self._applier_asleep = False
-                    self._applier_wake.release()
-            self._applier.join()
-            self._applier = None

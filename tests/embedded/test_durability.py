@@ -214,15 +214,15 @@ def test_a_failed_wal_sync_undoes_the_apply_that_ran_meanwhile(db_path):
     db = pykv.open(db_path)
     db.put("before", "1")
     wal = db._engine.wal
-    real_sync = wal.sync
+    real_sync, real_wait = wal.sync, wal.sync_wait
 
     def failing_sync(*args, **kwargs):
         raise errors.FatalSyncError("injected: fdatasync failed")
 
-    wal.sync = failing_sync
+    wal.sync = wal.sync_wait = failing_sync
     with pytest.raises(errors.StorageError, match="injected"):
         db.put("lost", "2")
-    wal.sync = real_sync
+    wal.sync, wal.sync_wait = real_sync, real_wait
     with pytest.raises(errors.StorageError, match="must be reopened"):
         db.put("after", "3")
     with pytest.raises(errors.StorageError, match="reopen"):

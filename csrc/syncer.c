@@ -1,0 +1,155 @@
+/* syncer.c — see pykv_syncer.h. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pykv_native.h"
+
+struct pykv_syncer {
+    pykv_wal *wal;
+    int64_t idle_spin_ns;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work;       /* the thread sleeps on it (sleeping = 1) */
+    pthread_cond_t done_cond;  /* waiters sleep on it (waiters > 0) */
+    uint64_t requested;        /* highest position asked for (atomic) */
+    uint64_t done;             /* highest position synced (atomic) */
+    int sleeping;              /* atomic: the thread waits on work */
+    int waiters;               /* under mu */
+    int stop;                  /* atomic */
+    int rc;                    /* atomic: the first failed sync's code, sticky */
+    char err[PYKV_WAL_ERROR_BYTES];  /* its message (written before rc) */
+};
+
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Spin until the thread has a request (or is told to stop), at most max_ns. */
+static int spin_for_work(pykv_syncer *s, uint64_t taken, int64_t max_ns) {
+    int64_t end = now_ns() + max_ns;
+    for (unsigned i = 1;; i++) {
+        if (__atomic_load_n(&s->requested, __ATOMIC_SEQ_CST) > taken ||
+            __atomic_load_n(&s->stop, __ATOMIC_SEQ_CST))
+            return 1;
+        cpu_relax();
+        if ((i & 63) == 0 && now_ns() > end) return 0;
+    }
+}
+
+static void *run(void *arg) {
+    pykv_syncer *s = arg;
+    uint64_t taken = 0;
+    char err[PYKV_WAL_ERROR_BYTES];
+    for (;;) {
+        if (!spin_for_work(s, taken, s->idle_spin_ns)) {
+            pthread_mutex_lock(&s->mu);
+            __atomic_store_n(&s->sleeping, 1, __ATOMIC_SEQ_CST);
+            while (__atomic_load_n(&s->requested, __ATOMIC_SEQ_CST) <= taken &&
+                   !__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST))
+                pthread_cond_wait(&s->work, &s->mu);
+            __atomic_store_n(&s->sleeping, 0, __ATOMIC_SEQ_CST);
+            pthread_mutex_unlock(&s->mu);
+        }
+        if (__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST)) return NULL;
+        taken = __atomic_load_n(&s->requested, __ATOMIC_SEQ_CST);
+        err[0] = '\0';
+        int rc = pykv_wal_sync(s->wal, taken, err, sizeof err);
+        pthread_mutex_lock(&s->mu);
+        if (rc && !__atomic_load_n(&s->rc, __ATOMIC_ACQUIRE)) {
+            snprintf(s->err, sizeof s->err, "%s", err);
+            __atomic_store_n(&s->rc, rc, __ATOMIC_RELEASE);
+        }
+        __atomic_store_n(&s->done, taken, __ATOMIC_RELEASE);
+        if (s->waiters) pthread_cond_broadcast(&s->done_cond);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+int pykv_syncer_open(pykv_wal *wal, int64_t idle_spin_ns, pykv_syncer **out, char *err,
+                     size_t err_bytes) {
+    *out = NULL;
+    pykv_syncer *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, err_bytes, "out of memory for the WAL syncer");
+        return PYKV_ENOMEM;
+    }
+    s->wal = wal;
+    s->idle_spin_ns = idle_spin_ns;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->done_cond, NULL);
+    int e = pthread_create(&s->thread, NULL, run, s);
+    if (e) {
+        snprintf(err, err_bytes, "cannot start the WAL syncer thread: %s", strerror(e));
+        pthread_cond_destroy(&s->done_cond);
+        pthread_cond_destroy(&s->work);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return PYKV_EIO;
+    }
+    *out = s;
+    return PYKV_OK;
+}
+
+void pykv_syncer_start(pykv_syncer *s, uint64_t position) {
+    __atomic_store_n(&s->requested, position, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&s->sleeping, __ATOMIC_SEQ_CST)) {
+        /* Under mu: the thread is either in pthread_cond_wait or has not
+         * yet checked requested (it does so under mu), never in between. */
+        pthread_mutex_lock(&s->mu);
+        pthread_cond_signal(&s->work);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static int finished(pykv_syncer *s, uint64_t position) {
+    return __atomic_load_n(&s->done, __ATOMIC_ACQUIRE) >= position ||
+           __atomic_load_n(&s->rc, __ATOMIC_ACQUIRE);
+}
+
+int pykv_syncer_wait(pykv_syncer *s, uint64_t position, int64_t spin_ns, char *err,
+                     size_t err_bytes) {
+    int64_t end = now_ns() + spin_ns;
+    for (unsigned i = 1; !finished(s, position); i++) {
+        cpu_relax();
+        if ((i & 63) == 0 && now_ns() > end) {
+            pthread_mutex_lock(&s->mu);
+            s->waiters++;
+            while (!finished(s, position)) pthread_cond_wait(&s->done_cond, &s->mu);
+            s->waiters--;
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+    }
+    /* A failed sync makes the WAL fatal: every wait fails from then on. */
+    int rc = __atomic_load_n(&s->rc, __ATOMIC_ACQUIRE);
+    if (rc) snprintf(err, err_bytes, "%s", s->err);
+    return rc;
+}
+
+void pykv_syncer_close(pykv_syncer *s) {
+    if (s == NULL) return;
+    pthread_mutex_lock(&s->mu);
+    __atomic_store_n(&s->stop, 1, __ATOMIC_SEQ_CST);
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    pthread_cond_destroy(&s->done_cond);
+    pthread_cond_destroy(&s->work);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
