@@ -29,8 +29,6 @@ def _part_headers() -> list[pathlib.Path]:
     # pykv_common.h first: the others use its constants.
     parts = sorted(p for p in CSRC.glob("pykv_*.h") if p.name != "pykv_native.h")
     parts.sort(key=lambda p: p.name != "pykv_common.h")
-    # pykv_syncer.h uses pykv_wal: after it.
-    parts.sort(key=lambda p: p.name == "pykv_syncer.h")
     return parts
 
 

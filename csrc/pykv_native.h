@@ -13,6 +13,5 @@
 #include "pykv_h2.h"
 #include "pykv_snap.h"
 #include "pykv_wal.h"
-#include "pykv_syncer.h"
 
 #endif

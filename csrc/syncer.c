@@ -1,5 +1,4 @@
-/* syncer.c — see pykv_syncer.h. */
-#include <errno.h>
+/* syncer.c — the WAL syncer thread, see pykv_wal.h. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,15 +37,24 @@ static void cpu_relax(void) {
 #endif
 }
 
-/* Spin until the thread has a request (or is told to stop), at most max_ns. */
-static int spin_for_work(pykv_syncer *s, uint64_t taken, int64_t max_ns) {
+static int has_work(pykv_syncer *s, uint64_t taken) {
+    return __atomic_load_n(&s->requested, __ATOMIC_SEQ_CST) > taken ||
+           __atomic_load_n(&s->stop, __ATOMIC_SEQ_CST);
+}
+
+static int finished(pykv_syncer *s, uint64_t position) {
+    return __atomic_load_n(&s->done, __ATOMIC_ACQUIRE) >= position ||
+           __atomic_load_n(&s->rc, __ATOMIC_ACQUIRE);
+}
+
+/* Spin until ready(s, arg), at most max_ns: 1 if it became true. */
+static int spin(pykv_syncer *s, int (*ready)(pykv_syncer *, uint64_t), uint64_t arg,
+                int64_t max_ns) {
     int64_t end = now_ns() + max_ns;
     for (unsigned i = 1;; i++) {
-        if (__atomic_load_n(&s->requested, __ATOMIC_SEQ_CST) > taken ||
-            __atomic_load_n(&s->stop, __ATOMIC_SEQ_CST))
-            return 1;
+        if (ready(s, arg)) return 1;
         cpu_relax();
-        if ((i & 63) == 0 && now_ns() > end) return 0;
+        if ((i & 63) == 0 && now_ns() > end) return ready(s, arg);
     }
 }
 
@@ -55,12 +63,10 @@ static void *run(void *arg) {
     uint64_t taken = 0;
     char err[PYKV_WAL_ERROR_BYTES];
     for (;;) {
-        if (!spin_for_work(s, taken, s->idle_spin_ns)) {
+        if (!spin(s, has_work, taken, s->idle_spin_ns)) {
             pthread_mutex_lock(&s->mu);
             __atomic_store_n(&s->sleeping, 1, __ATOMIC_SEQ_CST);
-            while (__atomic_load_n(&s->requested, __ATOMIC_SEQ_CST) <= taken &&
-                   !__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST))
-                pthread_cond_wait(&s->work, &s->mu);
+            while (!has_work(s, taken)) pthread_cond_wait(&s->work, &s->mu);
             __atomic_store_n(&s->sleeping, 0, __ATOMIC_SEQ_CST);
             pthread_mutex_unlock(&s->mu);
         }
@@ -116,24 +122,14 @@ void pykv_syncer_start(pykv_syncer *s, uint64_t position) {
     }
 }
 
-static int finished(pykv_syncer *s, uint64_t position) {
-    return __atomic_load_n(&s->done, __ATOMIC_ACQUIRE) >= position ||
-           __atomic_load_n(&s->rc, __ATOMIC_ACQUIRE);
-}
-
 int pykv_syncer_wait(pykv_syncer *s, uint64_t position, int64_t spin_ns, char *err,
                      size_t err_bytes) {
-    int64_t end = now_ns() + spin_ns;
-    for (unsigned i = 1; !finished(s, position); i++) {
-        cpu_relax();
-        if ((i & 63) == 0 && now_ns() > end) {
-            pthread_mutex_lock(&s->mu);
-            s->waiters++;
-            while (!finished(s, position)) pthread_cond_wait(&s->done_cond, &s->mu);
-            s->waiters--;
-            pthread_mutex_unlock(&s->mu);
-            break;
-        }
+    if (!spin(s, finished, position, spin_ns)) {
+        pthread_mutex_lock(&s->mu);
+        s->waiters++;
+        while (!finished(s, position)) pthread_cond_wait(&s->done_cond, &s->mu);
+        s->waiters--;
+        pthread_mutex_unlock(&s->mu);
     }
     /* A failed sync makes the WAL fatal: every wait fails from then on. */
     int rc = __atomic_load_n(&s->rc, __ATOMIC_ACQUIRE);

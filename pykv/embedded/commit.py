@@ -10,7 +10,7 @@ fsynced: the store's checkpoints make it durable, and the WAL covers it
 until then). It then wakes the writers whose requests it carried and hands
 the log to the oldest queued writer, which leads the next batch.
 
-**The apply runs during the fdatasync** (``pipelined``, whenever the store
+**The apply runs during the fdatasync** (*pipelined*, whenever the store
 is in checkpoint mode, i.e. ``sync=True``). The leader appends its batch,
 asks the WAL's syncer thread (C, ``WAL.sync_start``) for the fdatasync, and
 applies and commits the batch meanwhile as a *held* store batch
@@ -60,7 +60,7 @@ from typing import Any, Callable
 from pykv import errors
 from pykv.engine.apply import HANDLERS
 from pykv.engine.requests import RequestIds, encode
-from pykv.mvcc import Store
+from pykv.mvcc import DURABILITY_CHECKPOINT, Store
 from pykv.raft.types import Entry, EntryType, encode_entry
 from pykv.wal import WAL, RecordType
 
@@ -98,11 +98,10 @@ class Request:
 class Committer:
     """Group commit over ``wal`` and ``store`` for the member that leads a
     one-voter log at ``term`` whose last entry is ``last_index``.
-    ``pipelined``: apply while the WAL's syncer thread runs the fdatasync (see
-    the module docstring; needs the store's checkpoint mode)."""
+    A store in checkpoint mode is *pipelined*: batches are applied while
+    the WAL's syncer thread runs their fdatasync (see the module docstring)."""
 
-    def __init__(self, wal: WAL, store: Store, *, member_id: int, term: int, last_index: int,
-                 pipelined: bool = False):
+    def __init__(self, wal: WAL, store: Store, *, member_id: int, term: int, last_index: int):
         self._wal = wal
         self._store = store
         self.term = term
@@ -120,7 +119,7 @@ class Committer:
         #: Called with the last applied index after each batch (on the
         #: leader's thread, outside every lock here); must be quick.
         self.on_applied: Callable[[int], None] | None = None
-        self._pipelined = pipelined
+        self._pipelined = store.durability == DURABILITY_CHECKPOINT
 
     # -- the writer's side ---------------------------------------------------------
 

@@ -70,8 +70,7 @@ class Engine:
         self.cluster_id = state.cluster_id
         self.conf_state = state.conf_state
         self.committer = Committer(wal, store, member_id=state.member_id, term=state.term,
-                                   last_index=state.last_index,
-                                   pipelined=store.durability == "checkpoint")
+                                   last_index=state.last_index)
         self.committer.on_applied = self._on_applied
         self._snapshot_index = state.snapshot_index
         self._snapshot_lock = threading.Lock()

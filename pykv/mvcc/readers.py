@@ -104,11 +104,11 @@ class ReadViews:
         self.gen = 0
         self.closed = False
         self.resizing = False
-        self._resize_done = threading.Condition()
         self.held = False
         self.failed: BaseException | None = None  # why reads are refused (close_held)
-        self._hold_waiters = 0
-        self._hold_done = threading.Condition()
+        # Readers wait here while ``resizing`` or ``held`` (and not closed).
+        self._gate = threading.Condition()
+        self._gate_waiters = 0
         self.local = threading.local()
         # Weak references, so a thread's slot goes with the thread; a tuple
         # replaced on change, so the writer iterates it without a lock (a
@@ -159,7 +159,7 @@ class ReadViews:
             while True:
                 while (self.resizing or self.held) and not self.closed:
                     slot.busy = False
-                    self._wait_out(slot)
+                    self._wait_out()
                     slot.busy = True
                 if self.closed:
                     raise self.failed or self._closed_error()
@@ -187,17 +187,19 @@ class ReadViews:
                                 s.NEVER_COMPACTED if raw is None else s.unpack_i64(raw))
         return view
 
-    def _wait_out(self, slot: Slot) -> None:
-        if self.resizing:
-            with self._resize_done:
-                self._resize_done.wait_for(lambda: not self.resizing)
-            return
-        with self._hold_done:
-            self._hold_waiters += 1
+    def _wait_out(self) -> None:
+        with self._gate:
+            self._gate_waiters += 1
             try:
-                self._hold_done.wait_for(lambda: not self.held or self.closed)
+                self._gate.wait_for(lambda: not (self.resizing or self.held) or self.closed)
             finally:
-                self._hold_waiters -= 1
+                self._gate_waiters -= 1
+
+    def _open_gate(self) -> None:
+        """``resizing`` or ``held`` just went down: wake the readers waiting."""
+        if self._gate_waiters:
+            with self._gate:
+                self._gate.notify_all()
 
     # --- the writer's side ------------------------------------------------------------
 
@@ -226,17 +228,15 @@ class ReadViews:
     def unhold(self) -> None:
         """The held commit is published (``committed()`` first) or undone."""
         self.held = False
-        if self._hold_waiters:
-            with self._hold_done:
-                self._hold_done.notify_all()
+        self._open_gate()
 
     def close_held(self, failure: BaseException) -> None:
         """The held commit will never be published: refuse reads from now on
         (with ``failure``)."""
         self.failed = failure
         self.closed = True
-        with self._hold_done:
-            self._hold_done.notify_all()
+        with self._gate:
+            self._gate.notify_all()
 
     def quiesce(self) -> None:
         """Abort every view and keep readers out until ``release()``; waits
@@ -253,8 +253,7 @@ class ReadViews:
 
     def release(self) -> None:
         self.resizing = False
-        with self._resize_done:
-            self._resize_done.notify_all()
+        self._open_gate()
 
     def stale_count(self) -> int:
         """Slots still holding a live transaction older than the last commit

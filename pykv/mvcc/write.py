@@ -91,24 +91,19 @@ class WriteBatch:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            try:
-                self._txn.abort()
-            finally:
-                self._store._write_done()
-            return
-        if not self._held:
-            try:
-                self._commit()
-            finally:
-                self._store._write_done()
-            return
+        release = True
         try:
-            self._commit()
+            if exc_type is not None:
+                self._txn.abort()
+            else:
+                self._commit()
+                release = not self._held  # a held batch keeps the lock until publish/discard
         except BaseException:
-            self._store._views.unhold()
-            self._store._write_done()
+            self._store._views.unhold()  # (a no-op unless the commit failed once held)
             raise
+        finally:
+            if release:
+                self._store._write_done()
 
     def _commit(self) -> None:
         st = self._store
