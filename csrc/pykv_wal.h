@@ -136,6 +136,16 @@ int pykv_wal_append_sync(pykv_wal *wal, size_t count, const uint8_t *types,
                          const uint8_t *payload, size_t payload_bytes,
                          uint64_t *position, char *err, size_t err_bytes);
 
+/* pykv_wal_append, then the batch is written to its segment file (pwrite,
+ * no fdatasync) before this returns: from then on a crash of the process
+ * (not of the machine) cannot lose it. For a caller that acts on the batch
+ * before it is durable and must never be ahead of the file (the embedded
+ * engine's held store batches). A failed write makes the handle fatal. */
+int pykv_wal_append_write(pykv_wal *wal, size_t count, const uint8_t *types,
+                          const uint64_t *indexes, const uint32_t *lengths,
+                          const uint8_t *payload, size_t payload_bytes,
+                          uint64_t *position, char *err, size_t err_bytes);
+
 /* Remove the oldest segments whose records all have indexes below
  * below_index (never the segment being written), then fsync the directory. */
 int pykv_wal_release(pykv_wal *wal, uint64_t below_index, uint64_t *segments_removed,

@@ -716,6 +716,23 @@ int pykv_wal_append_sync(pykv_wal *wal, size_t count, const uint8_t *types,
     return sync_and_unlock(wal, *position, err, err_bytes);
 }
 
+int pykv_wal_append_write(pykv_wal *wal, size_t count, const uint8_t *types,
+                          const uint64_t *indexes, const uint32_t *lengths,
+                          const uint8_t *payload, size_t payload_bytes,
+                          uint64_t *position, char *err, size_t err_bytes) {
+    uint64_t total;
+    int rc = validate_batch(count, types, lengths, payload_bytes, &total, err, err_bytes);
+    if (rc) return rc;
+    pthread_mutex_lock(&wal->mu);
+    rc = append_locked(wal, count, types, indexes, lengths, payload, total, 0, position, err,
+                       err_bytes);
+    /* Everything pending goes out, this batch included: a later sync may
+     * then find nothing left to write. */
+    if (!rc) rc = pykv_wal_write_pending_locked(wal, err, err_bytes);
+    pthread_mutex_unlock(&wal->mu);
+    return rc;
+}
+
 int pykv_wal_release(pykv_wal *wal, uint64_t below_index, uint64_t *segments_removed,
                      char *err, size_t err_bytes) {
     *segments_removed = 0;

@@ -11,9 +11,12 @@ until then). It then wakes the writers whose requests it carried and hands
 the log to the oldest queued writer, which leads the next batch.
 
 **The apply runs during the fdatasync** (*pipelined*, whenever the store
-is in checkpoint mode, i.e. ``sync=True``). The leader appends its batch,
-asks the WAL's syncer thread (C, ``WAL.sync_start``) for the fdatasync, and
-applies and commits the batch meanwhile as a *held* store batch
+is in checkpoint mode, i.e. ``sync=True``). The leader appends its batch
+and writes it to the segment file (``WAL.append_write``; a killed process
+keeps it then, as it keeps LMDB's commits, so the store is never ahead of
+its log after a process crash), asks the WAL's syncer thread (C,
+``WAL.sync_start``) for the fdatasync, and applies and commits the batch
+meanwhile as a *held* store batch
 (``Store.write(index, held=True)``): in LMDB, but seen by no reader, no
 watcher and no checkpoint. Once the sync is done (``WAL.sync_wait``), the
 leader publishes the batch and wakes its writers. A put thus costs its
@@ -180,7 +183,12 @@ class Committer:
             index = self.last_index + 1
             entry = Entry(self.term, index, _NORMAL,
                           encode([(r.kind, r.request_id, r.body) for r in batch]))
-            position = self._wal.append([(_ENTRY, index, encode_entry(entry))])
+            record = [(_ENTRY, index, encode_entry(entry))]
+            # Pipelined, the store commits the batch (held) while the WAL
+            # syncs it: the batch must be in the segment file by then, or a
+            # killed process would leave the store ahead of its log.
+            append = self._wal.append_write if self._pipelined else self._wal.append
+            position = append(record)
             self.last_index = index
         except BaseException as exc:
             self._fail(exc, batch)

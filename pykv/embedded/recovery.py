@@ -111,7 +111,8 @@ def _restart(wal: WAL, store: Store, state: LoadedState, applied: int
     if applied > last_index:
         raise errors.CorruptionError(
             f"the MVCC store {store.path} has applied index {applied} but the WAL in "
-            f"{wal.path} ends at {last_index}: the WAL lost writes the store holds",
+            f"{wal.path} ends at {max(last_index, wal.last_index)}: the WAL lost writes "
+            "the store holds",
             path=wal.path)
     storage = MemoryStorage()
     if applied:

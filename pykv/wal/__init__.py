@@ -9,6 +9,8 @@ Usage (the contract the engine builds on)::
     pos = wal.append([(RecordType.ENTRY, 7, b"..."), ...])   # one C call per batch
     wal.sync(pos)                # returns once all up to pos is durable
     wal.append_sync(records)     # both, in one C call
+    pos = wal.append_write(records)  # appended and in the file (not synced): a process
+                                     # crash keeps it; sync_start/sync_wait(pos) finish it
     for batch in wal.read(from_index=0): ...   # lists of Record(type, index, payload)
     wal.release(below_index)     # drop segments wholly below (after a snapshot)
     wal.close()

@@ -294,6 +294,13 @@ class WAL:
                 self._syncer = out[0]
             return self._syncer
 
+    def append_write(self, records: Sequence[tuple[int, int, bytes]]) -> int:
+        """``append``, and the records are written to the segment file (not
+        yet synced) when this returns: a crash of the process can no longer
+        lose them, only one of the machine. For callers that act on records
+        before they are durable (the embedded engine's held store batches)."""
+        return self._append(lib.pykv_wal_append_write, records)
+
     def append_sync(self, records: Sequence[tuple[int, int, bytes]]) -> int:
         """``append`` then ``sync`` of exactly those records, in one call."""
         return self._append(lib.pykv_wal_append_sync, records)

@@ -236,6 +236,37 @@ def test_a_failed_wal_sync_undoes_the_apply_that_ran_meanwhile(db_path):
         assert db.put("after", "3").revision > 2
 
 
+def test_a_process_killed_while_its_wal_syncs_leaves_a_directory_that_opens(db_path, tmp_path):
+    """The store commits a batch (held) while the WAL's syncer thread writes
+    and fdatasyncs it. A killed process keeps LMDB's commit (it is in the
+    page cache) but not what the WAL had only in memory, so the batch must
+    be in the segment file before the store commits it. Here the syncer is
+    late, and the directory is copied as a SIGKILL would leave it: LMDB
+    after its commit, the WAL files as written so far."""
+    import shutil
+
+    db = pykv.open(db_path)
+    db.put("before", "1")
+    wal = db._engine.wal
+    real_start, real_wait = wal.sync_start, wal.sync_wait
+    started: list[int] = []
+    killed = tmp_path / "killed"
+
+    def late_wait(position: int, spin_ns: int = 0) -> None:
+        if not killed.exists():
+            shutil.copytree(db_path, killed)
+        real_start(started.pop())
+        real_wait(position, spin_ns)
+
+    wal.sync_start, wal.sync_wait = started.append, late_wait
+    assert db.put("k", "v").revision == 3
+    wal.sync_start, wal.sync_wait = real_start, real_wait
+    db.close()
+    with pykv.open(killed) as copy:
+        assert copy.get("before").value == b"1"
+        assert copy.get("k").value == b"v"  # written though not synced: a process crash keeps it
+
+
 def test_writers_racing_close_either_finish_or_get_closed_error(db_path):
     import threading
 

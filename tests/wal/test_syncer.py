@@ -8,7 +8,7 @@ import pytest
 from pykv import errors
 from pykv.wal import WAL, RecordType
 
-from wal_helpers import payload_for, read_all
+from wal_helpers import payload_for, read_all, segment_files
 
 
 def batch(first: int, last: int) -> list[tuple[int, int, bytes]]:
@@ -67,3 +67,32 @@ def test_a_wait_without_a_start_is_a_programming_error(wal_dir, no_failpoints):
     with WAL.open(wal_dir) as wal:
         with pytest.raises(RuntimeError, match="sync_start"):
             wal.sync_wait(wal.append(batch(1, 1)))
+
+
+def test_append_write_puts_the_records_in_the_file_before_any_sync(wal_dir, no_failpoints):
+    """What the embedded engine relies on before it commits a held batch: a
+    killed process keeps what is in the file, not what is in WAL memory."""
+    with WAL.open(wal_dir) as wal:
+        durable = wal.durable_position
+        writes = wal.stats()["writes"]
+        records = batch(1, 3)
+        position = wal.append_write(records)
+        assert wal.durable_position == durable < position  # written, not synced
+        assert wal.stats()["writes"] == writes + 1
+        on_file = b"".join(path.read_bytes() for path in segment_files(wal_dir))
+        assert all(payload in on_file for _, _, payload in records)
+        wal.sync_start(position)
+        wal.sync_wait(position)
+        assert wal.durable_position >= position
+    with WAL.open(wal_dir) as wal:
+        assert [r.index for r in read_all(wal)] == [1, 2, 3]
+
+
+def test_a_failed_append_write_fails_the_log(wal_dir, monkeypatch):
+    monkeypatch.setenv("PYKV_FAILPOINTS", "wal_before_write=error@1")
+    wal = WAL.open(wal_dir)
+    with pytest.raises(errors.FatalSyncError, match="write"):
+        wal.append_write(batch(1, 1))
+    with pytest.raises(errors.FatalSyncError):
+        wal.append(batch(2, 2))
+    wal.close()
