@@ -19,7 +19,10 @@ commits before its log entry is durable) commits its LMDB transaction when
 the block ends but is not seen yet: readers keep their views, the in-memory
 parts stay, the writer lock stays taken (so no checkpoint can make it
 durable), until ``publish()`` (the entry is durable) or ``discard()`` (it
-never will be: the store refuses everything after).
+never will be: the store refuses everything after). The entry must be in
+the log's file (written, if not yet synced) before the block ends: a
+killed process keeps LMDB's commit, and only a log that has the entry too
+can account for it on reopen.
 
 A full LMDB map never fails a batch: the transaction is aborted, the map
 grown, and the operations logged so far replayed (they are deterministic),
