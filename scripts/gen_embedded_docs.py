@@ -152,7 +152,7 @@ def errors_section() -> str:
         "ClosedError": "any call after close()",
         "LockedError": "the directory is open in another process (or DB)",
         "CorruptionError": "files that cannot be trusted (where: path, offset)",
-        "StorageError": "the disk failed; the database must be reopened",
+        "StorageError": "the disk failed or is full; the database must be reopened",
         "FatalSyncError": "an fdatasync failed (a StorageError)",
     }
     for name in ERRORS:

@@ -31,6 +31,7 @@ after which the batch carries on as if nothing happened.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Callable
 
 import lmdb
@@ -56,6 +57,22 @@ BULK_DELETE_MIN = 32
 
 #: A change: (main, sub, key, new record or None for a delete, previous record or None).
 Change = tuple[int, int, bytes, "bytes | None", "bytes | None"]
+
+
+#: Below this much free space a failed commit's message points at the disk
+#: (LMDB reports a write cut short by a full disk as EIO).
+_LOW_SPACE_BYTES = 64 << 20
+
+
+def _space_hint(path: str) -> str:
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    if free >= _LOW_SPACE_BYTES:
+        return ""
+    return f" (the file system holding it has {free} bytes free: is the disk full?)"
 
 
 class WriteBatch:
@@ -121,6 +138,9 @@ class WriteBatch:
             except lmdb.MapFullError:
                 st._views.unhold()
                 self._grow_and_replay()
+            except lmdb.Error as exc:
+                raise errors.StorageError(f"cannot commit to the MVCC store {st.path}: {exc}"
+                                          f"{_space_hint(st.path)}") from exc
         if self._held:
             self._compact_done = done
         else:

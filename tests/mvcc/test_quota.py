@@ -104,3 +104,52 @@ def test_readers_on_other_threads_survive_a_map_resize(store_path):
         assert failures == [] and seen and set(seen) == {b"1"}
     finally:
         store.close()
+
+
+def test_a_commit_cut_short_by_a_full_disk_says_so_and_changes_nothing(store, monkeypatch):
+    """LMDB reports a write cut short by a full disk as EIO ("Input/output
+    error"): the error names the store and points at the disk."""
+    from types import SimpleNamespace
+
+    import lmdb
+
+    from pykv.mvcc import write
+
+    with store.write(1) as w:
+        w.put(PutRequest(b"kept", b"1"))
+    real_env = store._env
+
+    class FailingTxn:
+        def __init__(self, txn):
+            self._txn = txn
+
+        def __getattr__(self, name):
+            return getattr(self._txn, name)
+
+        def commit(self):
+            self._txn.abort()
+            raise lmdb.Error("mdb_txn_commit: Input/output error")
+
+    class Env:
+        def __getattr__(self, name):
+            return getattr(real_env, name)
+
+        def begin(self, *args, **kwargs):
+            txn = real_env.begin(*args, **kwargs)
+            return FailingTxn(txn) if kwargs.get("write") else txn
+
+    monkeypatch.setattr(store, "_env", Env())
+    monkeypatch.setattr(write.os, "statvfs",
+                        lambda _path: SimpleNamespace(f_bavail=3, f_frsize=4096))
+    with pytest.raises(errors.StorageError) as info:
+        with store.write(2) as w:
+            w.put(PutRequest(b"lost", b"2"))
+    assert store.path in str(info.value)
+    assert "Input/output error" in str(info.value)
+    assert "has 12288 bytes free: is the disk full?" in str(info.value)
+    monkeypatch.setattr(store, "_env", real_env)
+    assert store.revision == 2 and store.applied_index == 1
+    assert store.range(RangeRequest(b"lost")).count == 0
+    with store.write(2) as w:  # the writer lock was given back
+        w.put(PutRequest(b"after", b"3"))
+    assert store.range(RangeRequest(b"after")).kvs[0].mod_revision == 3
