@@ -129,6 +129,10 @@ class AsyncDB:
         """See ``DB.snapshot``."""
         return await self._run(self.db.snapshot, path)
 
+    async def defragment(self) -> tuple[int, int]:
+        """See ``DB.defragment``."""
+        return await self._run(self.db.defragment)
+
     async def hash_kv(self, revision: int = 0) -> t.HashKVResult:
         """See ``DB.hash_kv``."""
         return await self._run(self.db.hash_kv, revision)

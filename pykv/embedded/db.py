@@ -278,6 +278,16 @@ class DB:
             raise self._closed_error()
         return restore.save_snapshot_file(self._store, os.fspath(path))
 
+    def defragment(self) -> tuple[int, int]:
+        """Rewrite the store file without its free pages (etcdctl defrag):
+        after a compaction or mass delete the file keeps its size, the pages
+        being reused only by later writes. Returns the file's size in bytes
+        (before, after). Writes wait meanwhile; reads go on, but for a
+        moment at the swap."""
+        if self._closed:
+            raise self._closed_error()
+        return self._store.defragment()
+
     def hash_kv(self, revision: int = 0) -> t.HashKVResult:
         """A hash of the key-value history up to ``revision`` (0: now), equal
         on every copy holding the same history (etcd's HashKV)."""

@@ -28,6 +28,9 @@ def test_put_get_range_delete_and_txn(db_path):
             assert result.succeeded
             assert (await db.delete("a", prefix=True)).deleted == 2
             assert (await db.status()).revision == 5
+            before, after = await db.defragment()
+            assert 0 < after <= before
+            assert (await db.get("b")).value == b"3"
 
     run(main())
 

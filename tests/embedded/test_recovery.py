@@ -144,3 +144,27 @@ def test_a_damaged_snapshot_file_is_refused(db, tmp_path):
     (tmp_path / "bad.db").write_bytes(bytes(data))
     with pytest.raises(errors.CorruptionError, match="SHA-256 mismatch"):
         restore.read_snapshot_file(str(tmp_path / "bad.db"))
+
+
+def test_defragment_gives_back_what_a_compacted_mass_delete_left(db_path):
+    import time
+
+    from pykv.embedded import put_op
+
+    with pykv.open(db_path) as db:
+        for j in range(0, 20_000, 100):
+            db.txn().then(*(put_op(b"p/%06d" % i, b"v" * 100) for i in range(j, j + 100))).commit()
+        db.put("kept", "1")
+        db.delete("p/", prefix=True)
+        db.compact(db.status().revision)
+        while db._engine.store.compact_pending:  # history goes in the background
+            time.sleep(0.01)
+        before, after = db.defragment()
+        store_file = db._engine.store.path
+        assert before > 2 * after
+        assert os.path.getsize(store_file) == after
+        assert db.get("kept").value == b"1"
+        assert db.range("p/", prefix=True).count == 0
+        assert db.put("next", "2").revision == db.status().revision
+    with pykv.open(db_path) as db:  # and it reopens as it was
+        assert db.get("kept").value == b"1" and db.get("next").value == b"2"
