@@ -93,3 +93,24 @@ def test_errors_surface_in_the_coroutine(db_path):
             await db.put("k", "v")
 
     run(main())
+
+
+def test_the_async_face_has_every_method_of_db():
+    """A method added to DB and forgotten here would leave asyncio users
+    without it (or blocking their loop through ``.db``)."""
+    import inspect
+
+    from pykv.embedded.db import DB
+
+    def public(cls):
+        return {name for name in dir(cls) if not name.startswith("_")}
+
+    assert public(DB) == public(pykv.aio.AsyncDB)
+    for name in public(DB):
+        sync, async_ = getattr(DB, name), getattr(pykv.aio.AsyncDB, name)
+        if not callable(sync):
+            continue
+        params = inspect.signature(async_).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            continue  # passes its options on as they are (watch)
+        assert inspect.signature(sync).parameters.keys() == params.keys(), name
