@@ -10,7 +10,6 @@ returned, a crash could take back a write somebody had already observed
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 

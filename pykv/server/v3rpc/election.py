@@ -70,7 +70,7 @@ class ElectionService:
             changed = asyncio.Event()
             watcher = self.ctx.store.hub.watch(
                 prefix, prefix_end(prefix), response.header.revision + 1,
-                notify=lambda w: loop.call_soon_threadsafe(changed.set))
+                notify=lambda w, changed=changed: loop.call_soon_threadsafe(changed.set))
             try:
                 if response.kvs:
                     kv = response.kvs[0]
