@@ -44,7 +44,7 @@ DEFAULT_CHECKPOINT_INTERVAL_S = 0.1  # bbolt's default commit interval in etcd
 
 _log = logging.getLogger(__name__)
 _HDR_unpack = s.HDR.unpack_from
-_kv_from_pair = t.kv_from_pair
+_KeyValue = t.KeyValue
 _HB = s.HDR_BYTES
 _KMAX = s.KV_KEY_MAX
 
@@ -777,7 +777,11 @@ class Store:
         """The live version of ``key``, or None (a point read at the current
         revision; the cheapest read there is)."""
         rec = self._live_record(key)
-        return None if rec is None else _kv_from_pair((key, rec))
+        if rec is None:
+            return None
+        # kv_from_pair without its pair and its header unpack (~15 % of a get):
+        # only a long key's record holds bytes between header and value.
+        return _KeyValue((key, rec[_HB:] if len(key) <= _KMAX else s.record_value(rec), rec))
 
     def get_value(self, key: bytes) -> bytes | None:
         """Only the value of ``key`` at the current revision, or None."""
