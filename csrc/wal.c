@@ -680,17 +680,29 @@ static int sync_and_unlock(pykv_wal *w, uint64_t position, char *err, size_t err
     return rc;
 }
 
-int pykv_wal_append(pykv_wal *wal, size_t count, const uint8_t *types,
-                    const uint64_t *indexes, const uint32_t *lengths,
-                    const uint8_t *payload, size_t payload_bytes, uint64_t *position,
-                    char *err, size_t err_bytes) {
+/* Validate a batch, take mu and append it. On success mu stays held for the
+ * caller's next step; on failure it is released. */
+static int lock_and_append(pykv_wal *wal, size_t count, const uint8_t *types,
+                           const uint64_t *indexes, const uint32_t *lengths,
+                           const uint8_t *payload, size_t payload_bytes, int write_behind,
+                           uint64_t *position, char *err, size_t err_bytes) {
     uint64_t total;
     int rc = validate_batch(count, types, lengths, payload_bytes, &total, err, err_bytes);
     if (rc) return rc;
     pthread_mutex_lock(&wal->mu);
-    rc = append_locked(wal, count, types, indexes, lengths, payload, total, 1, position, err,
-                       err_bytes);
-    pthread_mutex_unlock(&wal->mu);
+    rc = append_locked(wal, count, types, indexes, lengths, payload, total, write_behind,
+                       position, err, err_bytes);
+    if (rc) pthread_mutex_unlock(&wal->mu);
+    return rc;
+}
+
+int pykv_wal_append(pykv_wal *wal, size_t count, const uint8_t *types,
+                    const uint64_t *indexes, const uint32_t *lengths,
+                    const uint8_t *payload, size_t payload_bytes, uint64_t *position,
+                    char *err, size_t err_bytes) {
+    int rc = lock_and_append(wal, count, types, indexes, lengths, payload, payload_bytes, 1,
+                             position, err, err_bytes);
+    if (!rc) pthread_mutex_unlock(&wal->mu);
     return rc;
 }
 
@@ -703,16 +715,9 @@ int pykv_wal_append_sync(pykv_wal *wal, size_t count, const uint8_t *types,
                          const uint64_t *indexes, const uint32_t *lengths,
                          const uint8_t *payload, size_t payload_bytes,
                          uint64_t *position, char *err, size_t err_bytes) {
-    uint64_t total;
-    int rc = validate_batch(count, types, lengths, payload_bytes, &total, err, err_bytes);
+    int rc = lock_and_append(wal, count, types, indexes, lengths, payload, payload_bytes, 0,
+                             position, err, err_bytes);
     if (rc) return rc;
-    pthread_mutex_lock(&wal->mu);
-    rc = append_locked(wal, count, types, indexes, lengths, payload, total, 0, position, err,
-                       err_bytes);
-    if (rc) {
-        pthread_mutex_unlock(&wal->mu);
-        return rc;
-    }
     return sync_and_unlock(wal, *position, err, err_bytes);
 }
 
@@ -720,15 +725,12 @@ int pykv_wal_append_write(pykv_wal *wal, size_t count, const uint8_t *types,
                           const uint64_t *indexes, const uint32_t *lengths,
                           const uint8_t *payload, size_t payload_bytes,
                           uint64_t *position, char *err, size_t err_bytes) {
-    uint64_t total;
-    int rc = validate_batch(count, types, lengths, payload_bytes, &total, err, err_bytes);
+    int rc = lock_and_append(wal, count, types, indexes, lengths, payload, payload_bytes, 0,
+                             position, err, err_bytes);
     if (rc) return rc;
-    pthread_mutex_lock(&wal->mu);
-    rc = append_locked(wal, count, types, indexes, lengths, payload, total, 0, position, err,
-                       err_bytes);
     /* Everything pending goes out, this batch included: a later sync may
      * then find nothing left to write. */
-    if (!rc) rc = pykv_wal_write_pending_locked(wal, err, err_bytes);
+    rc = pykv_wal_write_pending_locked(wal, err, err_bytes);
     pthread_mutex_unlock(&wal->mu);
     return rc;
 }

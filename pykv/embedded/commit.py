@@ -122,7 +122,12 @@ class Committer:
         #: Called with the last applied index after each batch (on the
         #: leader's thread, outside every lock here); must be quick.
         self.on_applied: Callable[[int], None] | None = None
-        self._pipelined = store.durability == DURABILITY_CHECKPOINT
+        pipelined = store.durability == DURABILITY_CHECKPOINT
+        # Pipelined, the store commits the batch (held) while the WAL syncs
+        # it: the batch must be in the segment file by then, or a killed
+        # process would leave the store ahead of its log.
+        self._append = wal.append_write if pipelined else wal.append
+        self._finish = self._sync_and_publish if pipelined else self._sync_and_apply
 
     # -- the writer's side ---------------------------------------------------------
 
@@ -183,20 +188,12 @@ class Committer:
             index = self.last_index + 1
             entry = Entry(self.term, index, _NORMAL,
                           encode([(r.kind, r.request_id, r.body) for r in batch]))
-            record = [(_ENTRY, index, encode_entry(entry))]
-            # Pipelined, the store commits the batch (held) while the WAL
-            # syncs it: the batch must be in the segment file by then, or a
-            # killed process would leave the store ahead of its log.
-            append = self._wal.append_write if self._pipelined else self._wal.append
-            position = append(record)
+            position = self._append([(_ENTRY, index, encode_entry(entry))])
             self.last_index = index
         except BaseException as exc:
             self._fail(exc, batch)
             return
-        if self._pipelined:
-            self._sync_and_publish(index, batch, position)
-        else:
-            self._sync_and_apply(index, batch, position)
+        self._finish(index, batch, position)
 
     def _sync_and_apply(self, index: int, batch: list[Request], position: Any) -> None:
         try:

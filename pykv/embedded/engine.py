@@ -1,8 +1,8 @@
 """The embedded engine: a data directory opened in this process.
 
 It owns the parts (the directory lock, the WAL, the MVCC store, the group
-commit path, whose applier thread applies batches while their WAL
-fdatasync runs: ``commit.py``) and one background thread, started only when
+commit path, whose leader applies each batch while the WAL's syncer
+thread runs its fdatasync: ``commit.py``) and one background thread, started only when
 there is work for it, that does what a server's Raft loop does between
 requests:
 

@@ -141,9 +141,8 @@ class WriteBatch:
             except lmdb.Error as exc:
                 raise errors.StorageError(f"cannot commit to the MVCC store {st.path}: {exc}"
                                           f"{_space_hint(st.path)}") from exc
-        if self._held:
-            self._compact_done = done
-        else:
+        self._compact_done = done
+        if not self._held:
             st._committed(self, done)
 
     def publish(self) -> None:
