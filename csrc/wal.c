@@ -686,7 +686,7 @@ static int lock_and_append(pykv_wal *wal, size_t count, const uint8_t *types,
                            const uint64_t *indexes, const uint32_t *lengths,
                            const uint8_t *payload, size_t payload_bytes, int write_behind,
                            uint64_t *position, char *err, size_t err_bytes) {
-    uint64_t total;
+    uint64_t total = 0;  /* set by validate_batch; gcc cannot see it through the inlining */
     int rc = validate_batch(count, types, lengths, payload_bytes, &total, err, err_bytes);
     if (rc) return rc;
     pthread_mutex_lock(&wal->mu);
