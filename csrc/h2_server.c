@@ -531,6 +531,12 @@ static void publish(pykv_h2_server *s, turn_flags *flags) {
         }
     }
     int over = s->queued.payload.len > s->proto.config.max_queued_bytes;
+    /* The pause is announced under mu with the queue that caused it: a poll
+     * that empties the queue after this sees it and asks for a resume.
+     * Announced later (set_reading, after the unlock), a poll in between took
+     * the queue, saw no pause and never asked, and reading stayed paused
+     * with nothing left to wake anyone. */
+    if (over) s->paused = 1;
     s->io_stats.polls = s->polls;
     s->stats = s->io_stats;
     if (flags != NULL) {
