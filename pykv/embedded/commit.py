@@ -7,7 +7,9 @@ everything queued as ONE batch, which becomes ONE Raft entry
 made durable with one ``sync`` (in C, without the GIL: the others go on
 queueing meanwhile), applied to the store in ONE LMDB transaction (not
 fsynced: the store's checkpoints make it durable, and the WAL covers it
-until then). It then wakes the writers whose requests it carried and hands
+until then; with ``commit_interval_s``, the default, a transaction nested
+in one that the store commits every few milliseconds, see
+``pykv.mvcc.deferred``). It then wakes the writers whose requests it carried and hands
 the log to the oldest queued writer, which leads the next batch.
 
 **The apply runs during the fdatasync** (*pipelined*, whenever the store

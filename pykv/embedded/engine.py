@@ -107,7 +107,9 @@ class Engine:
                                max_txn_ops=options.max_txn_ops,
                                min_lease_ttl=options.min_lease_ttl, clock=options.clock,
                                durability="checkpoint" if options.sync else "none",
-                               checkpoint_interval_s=options.checkpoint_interval_s)
+                               checkpoint_interval_s=options.checkpoint_interval_s,
+                               commit_interval_s=options.commit_interval_s if options.sync
+                               else None)
             return cls(data_dir, lock, wal, store, options)
         except BaseException:
             if store is not None:

@@ -35,6 +35,12 @@ class Options:
     #: durable put copies ~40-60 KB of B-tree pages, so a stream of them at
     #: ~5k/s keeps a file of ~25-30 MB however little data it holds).
     checkpoint_interval_s: float | None = 0.1
+    #: (``sync=True`` only) How long applied writes may wait to be committed
+    #: to the store file together (seconds; None: one commit per write batch).
+    #: Each commit copies the B-tree pages it touched, so fewer commits mean
+    #: less to write and fsync and a smaller file; reads never wait for the
+    #: interval (a read that follows a write has the commit made first).
+    commit_interval_s: float | None = 0.02
     #: etcd's --quota-backend-bytes: past it, writes that add data fail with
     #: NoSpace ("database space exceeded") until space is freed.
     quota_bytes: int = 2 << 30
@@ -66,11 +72,12 @@ class Options:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"option {name} must be a positive number, not {value!r}")
-        interval = self.checkpoint_interval_s
-        if interval is not None and (isinstance(interval, bool) or
-                                     not isinstance(interval, (int, float)) or interval <= 0):
-            raise ValueError(f"option checkpoint_interval_s must be a positive number or "
-                             f"None, not {interval!r}")
+        for name in ("checkpoint_interval_s", "commit_interval_s"):
+            interval = getattr(self, name)
+            if interval is not None and (isinstance(interval, bool) or
+                                         not isinstance(interval, (int, float)) or interval <= 0):
+                raise ValueError(f"option {name} must be a positive number or None, "
+                                 f"not {interval!r}")
         if not callable(self.clock):
             raise ValueError(f"option clock must be callable, not {self.clock!r}")
         if not isinstance(self.sync, bool):

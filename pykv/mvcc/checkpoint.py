@@ -427,6 +427,8 @@ class Checkpointer:
         """(Writer lock held.) Pin the latest state; its txnid, applied index
         and meta pages."""
         store = self._store
+        if store._deferred is not None:
+            store._deferred.flush()  # the pin must see every published batch
         pin = store._env.begin()
         try:
             txnid = pin.id()

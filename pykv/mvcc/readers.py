@@ -34,6 +34,17 @@ Views begun before the commit stay current until the publication bumps
 raises it before committing, so a view begun with ``held`` down both times
 predates the commit.
 
+Deferred commits (``pykv.mvcc.deferred``): a batch is published before
+its LMDB commit. ``gen`` still counts commits; ``published()`` raises
+``unflushed``, and the commit bumps ``gen`` and then lowers it. A view is
+current when its ``gen`` is and ``unflushed`` is down; a reader that must
+begin one reads ``gen``, then ``unflushed``, and while it is raised has the
+store commit first (``flush``): if it reads ``unflushed`` down, the last
+commit holds every publication so far and the view it begins sees it.
+Point gets need no commit: they take a view of the last commit
+(``renew(slot, flush=False)``) and look in the store's table of what was
+published since first (``Store._live_record``).
+
 Quiescing (growing the map, closing, defragmenting: LMDB wants no read
 transaction open in the process): the writer raises ``resizing``, bumps
 ``gen``, waits for busy slots to finish their read, aborts every view; new
@@ -93,10 +104,13 @@ class ReadViews:
 
     def __init__(self, env: lmdb.Environment, meta_db: object,
                  closed_error: Callable[[], BaseException],
-                 on_map_resized: Callable[[], None] | None = None):
+                 on_map_resized: Callable[[], None] | None = None,
+                 flush: Callable[[], None] | None = None):
         """``on_map_resized``: called (slot not busy) when another process
         has grown the map past this process's (read-only stores); it must
-        adopt the new size, after which the begin is retried."""
+        adopt the new size, after which the begin is retried. ``flush``
+        (deferred commits): commit what is published, called (slot not
+        busy) by a reader that finds the store unflushed."""
         self._env = env
         self._on_map_resized = on_map_resized
         self._meta_db = meta_db
@@ -105,6 +119,8 @@ class ReadViews:
         self.closed = False
         self.resizing = False
         self.held = False
+        self.unflushed = False   # published and not yet committed (deferred commits)
+        self._flush = flush
         self.failed: BaseException | None = None  # why reads are refused (close_held)
         # Readers wait here while ``resizing`` or ``held`` (and not closed).
         self._gate = threading.Condition()
@@ -124,17 +140,18 @@ class ReadViews:
 
     # --- the reader's side ------------------------------------------------------------
 
-    def begin(self) -> tuple[Slot, View]:
+    def begin(self, flush: bool = True) -> tuple[Slot, View]:
         """Enter a read on this thread: (slot, a current view). The caller
-        must call ``end(slot, view)`` when done (``finally``)."""
+        must call ``end(slot, view)`` when done (``finally``). ``flush``
+        False: a view of the last commit will do (measuring the file)."""
         try:
             slot = self.local.slot
         except AttributeError:
             slot = self.new_slot()
         slot.busy = True
         view = slot.view
-        if view.gen != self.gen:
-            view = self.renew(slot)
+        if view.gen != self.gen or (flush and self.unflushed):
+            view = self.renew(slot, flush)
         return slot, view
 
     def end(self, slot: Slot, view: View) -> None:
@@ -151,10 +168,11 @@ class ReadViews:
         self.local.slot = slot
         return slot
 
-    def renew(self, slot: Slot) -> View:
+    def renew(self, slot: Slot, flush: bool = True) -> View:
         """Begin a current view in ``slot`` (which is busy). Waits while the
         readers are quiesced or a commit is held; raises the closed error
-        once closed."""
+        once closed. ``flush`` False: a view of the last commit, even if
+        batches were published since (deferred commits)."""
         try:
             while True:
                 while (self.resizing or self.held) and not self.closed:
@@ -164,6 +182,11 @@ class ReadViews:
                 if self.closed:
                     raise self.failed or self._closed_error()
                 gen = self.gen  # read before begin(): a commit in between makes the view stale
+                if flush and self.unflushed:  # (after gen: see the module docstring)
+                    slot.busy = False
+                    self._flush()  # type: ignore[misc]
+                    slot.busy = True
+                    continue
                 slot.view = NO_VIEW
                 try:
                     txn = self._env.begin()
@@ -221,6 +244,10 @@ class ReadViews:
                 slot.dropped = view
                 view.txn.abort()
 
+    def published(self) -> None:
+        """(Deferred commits) A batch was published before its commit."""
+        self.unflushed = True
+
     def hold(self) -> None:
         """Before a commit that must stay unseen until ``unhold()``."""
         self.held = True
@@ -235,6 +262,7 @@ class ReadViews:
         (with ``failure``)."""
         self.failed = failure
         self.closed = True
+        self.gen += 1  # cached views too: they may see what the failure lost
         with self._gate:
             self._gate.notify_all()
 

@@ -23,10 +23,12 @@ import lmdb
 
 from pykv import errors
 from pykv.mvcc import checkpoint, defrag, index, reads, readers, schema as s, types as t
+from pykv.mvcc.deferred import DeferredCommits
 from pykv.mvcc.lease import DEFAULT_MIN_TTL, Lessor
 from pykv.mvcc.watch import WatchHub
 from pykv.mvcc.write import WriteBatch
 
+_ABSENT = object()
 DEFAULT_QUOTA_BYTES = 2 << 30        # etcd's --quota-backend-bytes default
 DEFAULT_MAX_TXN_OPS = 128            # etcd's --max-txn-ops default
 COMPACT_BATCH_CHANGES = 1000         # etcd compacts 1000 revisions per batch
@@ -134,6 +136,7 @@ class Store:
                  clock: Callable[[], float], min_lease_ttl: int,
                  durability: str = DURABILITY_CHECKPOINT,
                  checkpoint_interval_s: float | None = DEFAULT_CHECKPOINT_INTERVAL_S,
+                 commit_interval_s: float | None = None,
                  readonly: bool = False):
         self._env = env
         self.path = path
@@ -150,6 +153,10 @@ class Store:
         self._grow_check_in = 0               # commits until _grow_if_needed measures again
         self._page_bytes = env.stat()["psize"]
         self._checkpointer: checkpoint.Checkpointer | None = None
+        self._deferred: DeferredCommits | None = None
+        #: (Deferred commits) key -> live record (None: deleted) for every
+        #: key published since the last commit; replaced at each commit.
+        self._recent: dict[bytes, bytes | None] = {}
         try:
             if not readonly:
                 self._start_durability(checkpoint_interval_s)
@@ -170,7 +177,8 @@ class Store:
                 self._checkpointer.close_fd()
             raise
         self._views = readers.ReadViews(env, self._tables.meta, self._closed_error,
-                                        on_map_resized=self._map_resized if readonly else None)
+                                        on_map_resized=self._map_resized if readonly else None,
+                                        flush=self._flush_published)
         self._revision = meta[s.META_REVISION]
         self._compact_revision = meta[s.META_COMPACT]
         self._compact_done = meta[s.META_COMPACT_DONE]
@@ -185,6 +193,9 @@ class Store:
         self.hub = WatchHub(self)
         if self._checkpointer is not None:
             self._checkpointer.start()
+            if commit_interval_s is not None:
+                self._deferred = DeferredCommits(self, commit_interval_s)
+                self._grow_if_needed()  # measures the room a parent may take
 
     def _start_durability(self, checkpoint_interval_s: float | None) -> None:
         """Before the first commit of a writable store: in checkpoint mode,
@@ -233,6 +244,7 @@ class Store:
              min_lease_ttl: int = DEFAULT_MIN_TTL, map_bytes: int | None = None,
              durability: str | None = None,
              checkpoint_interval_s: float | None = DEFAULT_CHECKPOINT_INTERVAL_S,
+             commit_interval_s: float | None = None,
              sync: bool | None = None) -> Store:
         """Open or create the store in the LMDB file ``path`` (its directory is
         created if missing; LMDB adds ``path + "-lock"``).
@@ -268,6 +280,11 @@ class Store:
           can be thrown away (etcd's ``--unsafe-no-fsync``).
 
         ``sync`` is the older spelling of the last two modes.
+
+        ``commit_interval_s`` (checkpoint mode only): keep one LMDB write
+        transaction open across write batches and commit it when its oldest
+        change is this old, or when a reader, a checkpoint or closing needs
+        it (``pykv.mvcc.deferred``). None: one commit per batch.
         """
         durability = _durability(durability, sync)
         directory = os.path.dirname(os.path.abspath(path))
@@ -289,7 +306,8 @@ class Store:
         env = _open_env(path, map_bytes, durability == DURABILITY_COMMIT)
         return cls(env, path, quota_bytes=quota_bytes, max_txn_ops=max_txn_ops, clock=clock,
                    min_lease_ttl=min_lease_ttl, durability=durability,
-                   checkpoint_interval_s=checkpoint_interval_s)
+                   checkpoint_interval_s=checkpoint_interval_s,
+                   commit_interval_s=commit_interval_s)
 
     @classmethod
     def open_readonly(cls, path: str, *, clock: Callable[[], float] = time.monotonic,
@@ -448,6 +466,15 @@ class Store:
         with self._checkpoint_guard(), self._write_lock:
             if self._closed:
                 return
+            deferred = self._deferred
+            if deferred is not None:
+                try:
+                    deferred.end()
+                except errors.PykvError as exc:  # the log holds what the file lacks
+                    _log.error("closing the MVCC store %s: %s", self.path, exc)
+                    deferred.abort(exc)  # LMDB closes only with no write txn open
+                finally:
+                    deferred.stop()
             self._closed = self._views.closed = True
             self._views.quiesce()
             try:
@@ -519,32 +546,59 @@ class Store:
         """A held batch was committed to LMDB and will never be published."""
         failure = errors.FatalSyncError(f"a write the log lost is in the MVCC store "
                                         f"{self.path}: reopen it ({cause})")
-        try:
-            if self._checkpointer is not None:  # no checkpoint may record it, a reopen undoes it
-                self._checkpointer.roll_back_on_reopen(failure)
-        finally:
-            self._views.close_held(failure)
+        self._views.close_held(failure)  # first: readers stop (an abort waits for them)
+        if self._deferred is not None:  # merged into the parent: never commit it
+            self._deferred.abort(failure)
+        if self._checkpointer is not None:  # no checkpoint may record it, a reopen undoes it
+            self._checkpointer.roll_back_on_reopen(failure)
 
     def _begin_write(self, index_: int, strict: bool, held: bool = False) -> WriteBatch:
         self._check_open()
         self._check_writable()
-        if self._checkpointer is not None and self._checkpointer.failure is not None:
-            raise errors.FatalSyncError(f"the MVCC store {self.path} takes no more writes: "
-                                        f"{self._checkpointer.failure}")
+        for part in (self._checkpointer, self._deferred):
+            if part is not None and part.failure is not None:
+                raise errors.FatalSyncError(f"the MVCC store {self.path} takes no more writes: "
+                                            f"{part.failure}")
         if index_ < self._applied_index or (strict and index_ == self._applied_index):
             raise ValueError(f"entry index {index_} is already applied (applied index "
                              f"{self._applied_index}): skip it")
         self._write_lock.acquire()
         try:
             self._check_open()
-            self._grow_if_needed()
+            deferred = self._deferred
+            if deferred is None:
+                self._grow_if_needed()
+            elif deferred.pending_bytes > deferred.room_bytes:
+                deferred.end()  # commit (measuring the room, growing the map) first
             return WriteBatch(self, index_, held)
         except BaseException:
             self._write_lock.release()
             raise
 
     def _write_done(self) -> None:
+        if self._deferred is not None:
+            self._deferred.lend()
         self._write_lock.release()
+
+    def _flushed(self) -> None:
+        """(Deferred commits, on their thread) The parent committed: views
+        become stale first, then the table of recent writes empties (a point
+        get that finds the new, empty table also finds its view stale)."""
+        self._views.committed()
+        self._recent = {}
+        self._views.unflushed = False
+
+    def _flush_published(self) -> None:
+        """(A reader finding the store unflushed, not inside a read.) Commit
+        what is published; a failure closes the views, which report it."""
+        with self._write_lock:
+            deferred = self._deferred
+            if self._closed or deferred is None or deferred.failure is not None:
+                return
+            try:
+                deferred.flush_for_reader()
+            except errors.PykvError:
+                pass
 
     def _committed(self, batch: WriteBatch, compact_done: int) -> None:
         """Called by the batch after its LMDB commit: move the in-memory state."""
@@ -556,7 +610,11 @@ class Store:
         self._alarms = batch._alarms
         if batch._lease_changes:
             self.lessor._apply(batch._lease_changes)
-        self._views.committed()
+        if batch._parent is not None:
+            self._recent.update({key: rec for _m, _s, key, rec, _o in batch._changes})
+            self._views.published()
+        else:
+            self._views.committed()
         self._commits += 1
         if self._commits % READER_CHECK_COMMITS == 0:
             self._clear_dead_readers()
@@ -602,6 +660,8 @@ class Store:
         self._check_writable()
         with self._checkpoint_guard(), self._write_lock:
             self._check_open()
+            if self._deferred is not None:
+                self._deferred.end()  # the copy holds everything published; the close needs it
             before = os.path.getsize(self.path)
             tmp = defrag.compact_copy(self._env, self.path)
             map_bytes = self._env.info()["map_size"]
@@ -720,6 +780,11 @@ class Store:
         self._grow_check_in = _GROW_CHECK_COMMITS if headroom > 2 * want else 1
         if headroom < want:
             self._grow_map()
+            info = self._env.info()
+            headroom = info["map_size"] - (info["last_pgno"] + 1) * self._page_bytes
+        if self._deferred is not None:  # what a parent may take before it must commit
+            self._deferred.room_bytes = headroom // 2
+            self._grow_check_in = 0
 
     def _grow_map(self) -> None:
         """Double the LMDB map (writer lock held, no write txn open)."""
@@ -793,6 +858,7 @@ class Store:
     def _live_record(self, key: bytes) -> bytes | None:
         # ReadViews.begin/end inlined: this is the hottest read path.
         views = self._views
+        recent = self._recent  # before the view: see Store._flushed
         try:
             slot = views.local.slot
         except AttributeError:
@@ -800,8 +866,12 @@ class Store:
         slot.busy = True
         view = slot.view
         if view.gen != views.gen:
-            view = views.renew(slot)
+            view = views.renew(slot, flush=False)
         try:
+            if recent:  # (deferred commits) published, not yet committed
+                rec = recent.get(key, _ABSENT)
+                if rec is not _ABSENT:
+                    return rec  # type: ignore[return-value]
             return view.txn.get(key if len(key) <= _KMAX else s.kv_key(key), db=self._kv_db)
         finally:
             slot.busy = False
@@ -853,7 +923,7 @@ class Store:
         """Bytes the LMDB file uses up to its last page (etcd's dbSize). From
         any thread: waits while a defragmentation swaps the file."""
         self._check_open()
-        slot, view = self._views.begin()
+        slot, view = self._views.begin(flush=False)
         try:
             return (self._env.info()["last_pgno"] + 1) * self._page_bytes
         finally:
@@ -864,7 +934,7 @@ class Store:
         """Bytes in pages holding data (etcd's dbSizeInUse): free pages
         excluded. From any thread, as ``size_bytes``."""
         self._check_open()
-        slot, view = self._views.begin()
+        slot, view = self._views.begin(flush=False)  # the file as committed
         try:
             main = self._env.stat()
             pages = 2 + main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]

@@ -92,7 +92,11 @@ class WriteBatch:
 
     def _begin(self) -> None:
         st = self._store
-        self._txn = st._env.begin(write=True)
+        deferred = st._deferred
+        # (Deferred commits) the batch nests in the open parent, or (none)
+        # commits itself.
+        self._parent = None if deferred is None else deferred.parent()
+        self._txn = st._env.begin(write=True, parent=self._parent)
         self._tables = st._tables
         self._kv_db = st._tables.kv
         self._rev_db = st._tables.rev
@@ -131,6 +135,12 @@ class WriteBatch:
             try:
                 done = st._compaction_step(self._txn, self._compact)
                 self._write_meta(done)
+                if self._parent is not None:
+                    self._txn.commit()  # into the parent: seen by nobody yet
+                    # A compaction step rewrites up to compact_batch_changes records.
+                    extra = 1024 * st.compact_batch_changes if done != st._compact_done else 0
+                    st._deferred.merged(self._changes, extra)  # type: ignore[union-attr]
+                    break
                 if self._held:
                     st._views.hold()
                 self._txn.commit()
@@ -185,6 +195,8 @@ class WriteBatch:
 
     def _grow_and_replay(self) -> None:
         self._txn.abort()
+        if self._store._deferred is not None:
+            self._store._deferred.end()  # earlier batches stay, committed
         self._store._grow_map()
         self._begin()
         for fn, args in self._log:

@@ -20,6 +20,7 @@ import pytest
 
 import pykv
 from pykv import errors
+from tests.faults import fill_disk_under
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -221,6 +222,29 @@ def test_a_failed_store_commit_stops_every_later_write_and_a_reopen_replays_the_
         assert db.get("before").value == b"1"
         assert db.get("lost-or-not").value == b"2"
         assert db.get("after") is None
+
+
+def test_a_full_disk_under_the_store_loses_no_acknowledged_write(db_path):
+    """Writes are committed to the store file together, a while after they
+    were acknowledged (``commit_interval_s``). If that commit fails (here
+    the store file's descriptors write to /dev/full), the acknowledged
+    writes it held are in the WAL only: the database refuses to go on, and
+    reopening replays them."""
+    db = pykv.open(db_path, commit_interval_s=600, checkpoint_interval_s=None)
+    acknowledged = {f"k{i}": db.put(f"k{i}", f"v{i}").revision for i in range(50)}
+    store = db._engine.store
+    assert store._views.unflushed, "nothing waits for a commit: the test shows nothing"
+    fill_disk_under(store.path)
+    with pytest.raises(errors.StorageError, match="No space left on device.*reopen"):
+        db.range("k", prefix=True)  # needs the commit
+    with pytest.raises(errors.StorageError):
+        db.put("refused", "x")  # its outcome is unknown: it may be in the WAL
+    db.close()
+    with pykv.open(db_path) as db:
+        for key, revision in acknowledged.items():
+            kv = db.get(key)
+            assert kv is not None and kv.mod_revision == revision, key
+        assert db.put("after", "y").revision > max(acknowledged.values())
 
 
 def test_a_failed_wal_sync_undoes_the_apply_that_ran_meanwhile(db_path):

@@ -70,9 +70,10 @@ class Captured:
 
 
 def run_to_power_loss(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, seed: int,
-                      grow: bool = False):
+                      grow: bool = False, commit_interval_s: float | None = None):
     """A store through workload A, a checkpoint, workload B (NOSYNC commits;
-    with ``grow``, map growth in between, each one a checkpoint). Returns
+    with ``grow``, map growth in between, each one a checkpoint; with
+    ``commit_interval_s``, batches committed together). Returns
     (last checkpoint's file image, its state, its record, the file as B
     left it, page size)."""
     if grow:
@@ -80,7 +81,8 @@ def run_to_power_loss(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, s
     captured = Captured(monkeypatch)
     path = str(tmp_path / "live" / "db")
     rng = random.Random(seed)
-    store = Store.open(path, checkpoint_interval_s=None, map_bytes=256 << 10 if grow else None)
+    store = Store.open(path, checkpoint_interval_s=None, map_bytes=256 << 10 if grow else None,
+                       commit_interval_s=commit_interval_s)
     captured.store = store
     try:
         workload(store, rng, 150)
@@ -99,11 +101,13 @@ def run_to_power_loss(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, s
     return image, state, record, final, page_bytes
 
 
-@pytest.mark.parametrize("seed, grow", [(1, False), (2, False), (3, True)])
+@pytest.mark.parametrize("seed, grow, commit_interval_s",
+                         [(1, False, None), (2, False, None), (3, True, None),
+                          (4, False, 0.001), (5, True, 0.001)])
 def test_no_page_of_the_checkpointed_state_is_written_before_the_next_checkpoint(
-        tmp_path, monkeypatch, seed, grow):
+        tmp_path, monkeypatch, seed, grow, commit_interval_s):
     image, _state, _record, final, page_bytes = run_to_power_loss(tmp_path, monkeypatch, seed,
-                                                                  grow)
+                                                                  grow, commit_interval_s)
     referenced = referenced_by_both_metas(image, page_bytes)
     changed = set(changed_pages(image, final, page_bytes))
     assert {0, 1} & changed, "the workload after the checkpoint committed nothing"
@@ -127,11 +131,12 @@ def test_without_the_pin_commits_overwrite_the_checkpointed_state(tmp_path, monk
     assert referenced & set(changed_pages(image, final, page_bytes))
 
 
-@pytest.mark.parametrize("seed, grow", [(11, False), (12, True)])
+@pytest.mark.parametrize("seed, grow, commit_interval_s",
+                         [(11, False, None), (12, True, None), (13, True, 0.001)])
 def test_every_power_loss_image_reopens_at_the_checkpoint_exactly(tmp_path, monkeypatch, seed,
-                                                                    grow):
-    image, state, record_bytes, final, page_bytes = run_to_power_loss(tmp_path, monkeypatch,
-                                                                      seed, grow)
+                                                                    grow, commit_interval_s):
+    image, state, record_bytes, final, page_bytes = run_to_power_loss(
+        tmp_path, monkeypatch, seed, grow, commit_interval_s)
     record = checkpoint.Record.decode(record_bytes, "captured")
     changed = changed_pages(image, final, page_bytes)
     monkeypatch.setattr(checkpoint, "current_boot_id", lambda: OTHER_BOOT)
@@ -384,8 +389,9 @@ def test_a_new_store_is_created_whole(tmp_path):
     env.close()
 
 
+@pytest.mark.parametrize("commit_interval_s", [None, 0.001])
 def test_concurrent_commits_checkpoints_and_map_growth_keep_each_checkpoint_whole(
-        store_path, monkeypatch):
+        store_path, monkeypatch, commit_interval_s):
     """A writer commits (growing the map now and then) while the background
     thread and another thread checkpoint: at each record write, every page
     of the previously recorded states is as it was when recorded; and the
@@ -416,7 +422,8 @@ def test_concurrent_commits_checkpoints_and_map_growth_keep_each_checkpoint_whol
         records[0] += 1
 
     monkeypatch.setattr(checkpoint, "write_record", write_record)
-    store = Store.open(store_path, checkpoint_interval_s=0.002, map_bytes=256 << 10)
+    store = Store.open(store_path, checkpoint_interval_s=0.002, map_bytes=256 << 10,
+                       commit_interval_s=commit_interval_s)
     stop = threading.Event()
     failures: list[BaseException] = []
 
@@ -449,6 +456,9 @@ def test_concurrent_commits_checkpoints_and_map_growth_keep_each_checkpoint_whol
     assert records[0] >= 8 and store._env.info()["map_size"] > 1 << 20
     store._checkpointer.stop()
     with store._write_lock:  # the process dies: no close, no last checkpoint
+        if store._deferred is not None:  # (and what the parent held is lost)
+            store._deferred.abort(RuntimeError("the process died"))
+            store._deferred.stop()
         store._closed = True
         store._env.close()
         store._checkpointer.close_fd()

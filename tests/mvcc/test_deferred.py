@@ -1,0 +1,199 @@
+"""Deferred commits (``Store.open(commit_interval_s=...)``, ``pykv.mvcc.deferred``):
+batches go into one open LMDB transaction that commits later; every read
+still sees every published batch, and nothing a batch did is lost or
+half-kept when a batch fails, the map fills or the store closes."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+
+from pykv import errors
+from pykv.mvcc import Store, store as store_module
+from tests.faults import fill_disk_under
+from tests.mvcc.requests import DeleteRangeRequest, PutRequest, RangeRequest
+
+#: Long enough that the timer never commits during a test (unless it waits).
+NEVER_S = 600.0
+INTERVAL = 0.002
+
+
+def put_batch(store: Store, *pairs: tuple[bytes, bytes]) -> None:
+    with store.write(store.applied_index + 1) as w:
+        for key, value in pairs:
+            w.put(PutRequest(key, value))
+
+
+def keys(store: Store) -> dict[bytes, bytes]:
+    return {kv.key: kv.value for kv in store.range(RangeRequest(b"\0", b"\xff")).kvs}
+
+
+@pytest.fixture
+def deferred_store(store_path):
+    store = Store.open(store_path, commit_interval_s=NEVER_S)
+    yield store
+    store.close()
+
+
+def test_a_point_get_sees_published_batches_without_a_commit(deferred_store):
+    store = deferred_store
+    put_batch(store, (b"a", b"1"))
+    put_batch(store, (b"a", b"2"), (b"b", b"1"))
+    with store.write(store.applied_index + 1) as w:
+        w.delete_range(DeleteRangeRequest(b"b"))
+    seen: dict[bytes, object] = {}
+
+    def read() -> None:  # another thread: its own view
+        seen.update(a=store.get(b"a"), b=store.get(b"b"), value=store.get_value(b"a"))
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    assert seen["a"].value == b"2" and seen["a"].version == 2 and seen["a"].mod_revision == 3
+    assert seen["b"] is None and seen["value"] == b"2"
+    assert store._deferred.commits == 0, "the point gets committed the parent"
+
+
+def test_any_other_read_commits_first_and_sees_everything(deferred_store):
+    store = deferred_store
+    for i in range(5):
+        put_batch(store, (b"k%d" % i, b"v%d" % i))
+    assert store._deferred.commits == 0
+    assert keys(store) == {b"k%d" % i: b"v%d" % i for i in range(5)}
+    assert store._deferred.commits == 1
+    assert keys(store) == {b"k%d" % i: b"v%d" % i for i in range(5)}
+    assert store._deferred.commits == 1, "nothing new was published: no second commit"
+
+
+def test_the_parent_commits_when_its_oldest_change_is_interval_old(store_path):
+    with Store.open(store_path, commit_interval_s=0.05) as store:
+        put_batch(store, (b"k", b"v"))
+        deadline = time.monotonic() + 10
+        while store._deferred.commits == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store._deferred.commits == 1
+        assert not store._views.unflushed
+
+
+def test_a_failed_batch_leaves_no_trace_and_earlier_batches_stay(deferred_store):
+    store = deferred_store
+    put_batch(store, (b"kept", b"1"))
+    with pytest.raises(RuntimeError):
+        with store.write(store.applied_index + 1) as w:
+            w.put(PutRequest(b"undone", b"2"))
+            raise RuntimeError("the batch fails half-way")
+    assert store.get(b"kept").value == b"1" and store.get(b"undone") is None
+    assert keys(store) == {b"kept": b"1"}
+    put_batch(store, (b"after", b"3"))
+    assert store.get(b"after").mod_revision == 3
+
+
+def test_closing_commits_the_parent(store_path):
+    with Store.open(store_path, commit_interval_s=NEVER_S) as store:
+        for i in range(20):
+            put_batch(store, (b"k%02d" % i, b"%d" % i))
+        applied = store.applied_index
+    with Store.open(store_path) as store:
+        assert store.applied_index == applied
+        assert len(keys(store)) == 20
+
+
+def test_a_full_map_mid_batch_keeps_the_batches_before_it(store_path, monkeypatch):
+    monkeypatch.setattr(store_module, "_MIN_MAP_BYTES", 256 << 10)
+    rng = random.Random(5)
+    expected: dict[bytes, bytes] = {}
+    with Store.open(store_path, commit_interval_s=NEVER_S, map_bytes=256 << 10) as store:
+        start = store._env.info()["map_size"]
+        for i in range(120):
+            pairs = [(b"k%03d-%d" % (i, j), rng.randbytes(3000)) for j in range(3)]
+            put_batch(store, *pairs)
+            expected.update(pairs)
+        assert store._env.info()["map_size"] > start, "the map never filled: the test shows nothing"
+        assert keys(store) == expected
+    with Store.open(store_path) as store:
+        assert keys(store) == expected
+
+
+def test_a_checkpoint_covers_every_published_batch(deferred_store):
+    store = deferred_store
+    for i in range(3):
+        put_batch(store, (b"k%d" % i, b"v"))
+    assert store.checkpoint() == store.applied_index == 3
+    assert store._deferred.commits == 1
+
+
+def test_reads_from_many_threads_never_go_back_in_time(store_path):
+    """A writer counts up one key (and a second in the same batch); readers,
+    by point get and by range, must see at least what was acknowledged
+    before their read began, never less than they saw before, and the two
+    keys of one batch together."""
+    store = Store.open(store_path, commit_interval_s=INTERVAL)
+    acked = [0]
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def writer() -> None:
+        for n in range(1, 1501):
+            put_batch(store, (b"count", b"%d" % n), (b"shadow", b"%d" % n))
+            acked[0] = n
+        stop.set()
+
+    def reader(by_range: bool) -> None:
+        last = 0
+        while not stop.is_set():
+            floor = acked[0]
+            if by_range:
+                got = store.range(RangeRequest(b"count", b"shadox")).kvs
+                values = [int(kv.value) for kv in got]
+                if len(set(values)) > 1:
+                    problems.append(f"one batch seen half: {values}")
+                now = values[0] if values else 0
+            else:
+                kv = store.get(b"count")
+                now = 0 if kv is None else int(kv.value)
+            if now < floor or now < last:
+                problems.append(f"read {now} after {last}, with {floor} acknowledged")
+            last = now
+
+    threads = [threading.Thread(target=writer)] + [
+        threading.Thread(target=reader, args=(by_range,)) for by_range in (False, True, False)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        store.close()
+    assert not problems, problems[:5]
+
+
+def test_a_failed_commit_refuses_reads_and_writes_and_keeps_the_last_commit(store_path):
+    """A disk that fills up: the commit fails, the batches since the last
+    commit are lost from the file (the caller's log holds them), and the
+    store says so rather than serve a state that is not in the file."""
+    store = Store.open(store_path, commit_interval_s=NEVER_S)
+    try:
+        put_batch(store, (b"committed", b"1"))
+        store.checkpoint()  # (a commit)
+        put_batch(store, (b"published", b"2"))
+        assert store._views.unflushed
+        fill_disk_under(store_path)
+        with pytest.raises(errors.StorageError, match="No space left.*reopen"):
+            store.range(RangeRequest(b"published"))
+        with pytest.raises(errors.StorageError, match="reopen"):
+            store.get(b"committed")
+        with pytest.raises(errors.StorageError, match="no more writes"):
+            put_batch(store, (b"refused", b"3"))
+    finally:
+        store.close()
+    with Store.open(store_path) as store:
+        assert keys(store) == {b"committed": b"1"}
+        assert store.applied_index == 1
+
+
+def test_commit_interval_needs_checkpoint_mode_and_a_positive_value(store_path):
+    with pytest.raises(ValueError, match="positive"):
+        Store.open(store_path, commit_interval_s=0)
