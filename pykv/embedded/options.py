@@ -31,9 +31,10 @@ class Options:
     #: How often the store's applied state is fsynced and recorded (seconds;
     #: None: only at snapshots and close). Shorter: less WAL to replay after a
     #: power loss, and the store file grows less between checkpoints (pages a
-    #: checkpoint references are not reused before the next one: each single
-    #: durable put copies ~40-60 KB of B-tree pages, so a stream of them at
-    #: ~5k/s keeps a file of ~25-30 MB however little data it holds).
+    #: checkpoint references are not reused before the next one: each store
+    #: commit copies ~40-60 KB of B-tree pages, so with ``commit_interval_s``
+    #: None a stream of single puts at ~5k/s keeps a file of ~25-30 MB
+    #: however little data it holds; ~1 MB with the default).
     checkpoint_interval_s: float | None = 0.1
     #: (``sync=True`` only) How long applied writes may wait to be committed
     #: to the store file together (seconds; None: one commit per write batch).
