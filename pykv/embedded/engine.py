@@ -182,10 +182,11 @@ class Engine:
         wholly before it. Returns the index (0: nothing new since the last)."""
         with self._snapshot_lock:
             store = self.store
-            index = store.applied_index
+            if store.applied_index <= self._snapshot_index:
+                return 0
+            index = store.checkpoint()  # what the file holds durably now
             if index <= self._snapshot_index:
                 return 0
-            store.checkpoint()
             term = self.committer.term
             meta = SnapshotMeta(index, term, self.conf_state)
             hard_state = HardState(term, self.member_id, index)
@@ -253,8 +254,8 @@ class Engine:
         if thread is not None and thread is not threading.current_thread():
             thread.join()
         try:
-            if self.committer.failure is None:
-                self.snapshot_log()
+            if self.committer.failure is None and self.store.failure() is None:
+                self.snapshot_log()  # (after a failure the log has what the store lacks)
         finally:
             try:
                 self.store.close()

@@ -71,6 +71,7 @@ import lmdb
 
 from pykv import errors
 from pykv._binding import crc32c
+from pykv.mvcc import schema as s
 from pykv.mvcc.defrag import fsync_dir
 
 if TYPE_CHECKING:
@@ -382,7 +383,7 @@ class Checkpointer:
         with store._write_lock:
             store._check_open()
             self._check_failure()
-            pin, txnid, applied, pages, gen = self._capture()
+            pin, txnid, applied, pages, gen = self._capture(index_from_pin=True)
         try:
             self._sync()
             with self._record_lock:
@@ -423,11 +424,15 @@ class Checkpointer:
         if old is not None:
             old.abort()
 
-    def _capture(self) -> tuple[lmdb.Transaction, int, int, bytes, int]:
+    def _capture(self, index_from_pin: bool = False
+                 ) -> tuple[lmdb.Transaction, int, int, bytes, int]:
         """(Writer lock held.) Pin the latest state; its txnid, applied index
-        and meta pages."""
+        and meta pages. ``index_from_pin``: read the applied index from the
+        pinned state rather than trust the in-memory one (not while the
+        environment is being replaced: the table handles are the old one's)."""
         store = self._store
         if store._deferred is not None:
+            store._deferred.check_usable()  # (a failed commit lost batches the log has)
             store._deferred.flush()  # the pin must see every published batch
         pin = store._env.begin()
         try:
@@ -445,7 +450,15 @@ class Checkpointer:
         except BaseException:
             pin.abort()
             raise
-        return pin, txnid, store._applied_index, pages, self._gen
+        if not index_from_pin:
+            return pin, txnid, store._applied_index, pages, self._gen
+        # What the file holds, whatever the in-memory state says.
+        try:
+            raw = pin.get(s.META_APPLIED_INDEX, db=store._tables.meta)
+        except BaseException:
+            pin.abort()
+            raise
+        return pin, txnid, 0 if raw is None else s.unpack_i64(raw), pages, self._gen
 
     def _roots_crc(self, pages: bytes) -> int:
         """(T pinned.) The CRC of T's root pages, which no commit changes

@@ -195,6 +195,10 @@ class DeferredCommits:
         if self._thread is not threading.current_thread():
             self._thread.join()
 
+    def check_usable(self) -> None:
+        """Raise the failure that stopped the store, if one did."""
+        self._check_failure()
+
     def _check_failure(self) -> None:
         if self.failure is not None:
             raise errors.FatalSyncError(f"the MVCC store {self._store.path} takes no more "
@@ -263,9 +267,17 @@ class DeferredCommits:
                 raise errors.ClosedError("the MVCC store is closed")
             self._job, self._job_done, self._job_error = step, False, None
             self._cv.notify()
+            # Wait for the step even through a KeyboardInterrupt: it runs
+            # anyway, and the caller's writer lock must cover it.
+            interrupted: BaseException | None = None
             while not self._job_done:
-                self._cv.wait()
+                try:
+                    self._cv.wait()
+                except BaseException as exc:
+                    interrupted = exc
             error = self._job_error
+        if interrupted is not None:
+            raise interrupted
         if error is not None:
             raise error
 

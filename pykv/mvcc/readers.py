@@ -150,7 +150,9 @@ class ReadViews:
             slot = self.new_slot()
         slot.busy = True
         view = slot.view
-        if view.gen != self.gen or (flush and self.unflushed):
+        # ``unflushed`` before ``gen``: read down, then ``gen`` unchanged,
+        # means no commit and no publication came between the view and now.
+        if (flush and self.unflushed) or view.gen != self.gen:
             view = self.renew(slot, flush)
         return slot, view
 

@@ -148,6 +148,7 @@ class Store:
         self.compact_batch_changes = COMPACT_BATCH_CHANGES
         self._closed = False
         self._write_lock = threading.Lock()
+        self._writer = 0   # the thread id of a batch's writer while it holds the lock
         self._compacted = threading.Condition()
         self._commits = 0
         self._grow_check_in = 0               # commits until _grow_if_needed measures again
@@ -523,6 +524,14 @@ class Store:
     def applied_index(self) -> int:
         return self._applied_index
 
+    def failure(self) -> BaseException | None:
+        """Why the store takes no more writes (a failed fsync or commit), or
+        None; reopening recovers."""
+        for part in (self._checkpointer, self._deferred):
+            if part is not None and part.failure is not None:
+                return part.failure
+        return None
+
     def alarms(self) -> list[t.AlarmMember]:
         return [t.AlarmMember(m, a) for m, a in sorted(self._alarms)]
 
@@ -555,30 +564,36 @@ class Store:
     def _begin_write(self, index_: int, strict: bool, held: bool = False) -> WriteBatch:
         self._check_open()
         self._check_writable()
-        for part in (self._checkpointer, self._deferred):
-            if part is not None and part.failure is not None:
-                raise errors.FatalSyncError(f"the MVCC store {self.path} takes no more writes: "
-                                            f"{part.failure}")
+        failure = self.failure()
+        if failure is not None:
+            raise errors.FatalSyncError(f"the MVCC store {self.path} takes no more writes: "
+                                        f"{failure}")
         if index_ < self._applied_index or (strict and index_ == self._applied_index):
             raise ValueError(f"entry index {index_} is already applied (applied index "
                              f"{self._applied_index}): skip it")
         self._write_lock.acquire()
         try:
             self._check_open()
+            self._writer = threading.get_ident()
             deferred = self._deferred
-            if deferred is None:
-                self._grow_if_needed()
+            if deferred is None or deferred.txn is None:
+                self._grow_if_needed()  # (no write txn open: the map may grow; measures
+                #                          the room a parent begun next may take)
             elif deferred.pending_bytes > deferred.room_bytes:
                 deferred.end()  # commit (measuring the room, growing the map) first
             return WriteBatch(self, index_, held)
         except BaseException:
+            self._writer = 0
             self._write_lock.release()
             raise
 
     def _write_done(self) -> None:
-        if self._deferred is not None:
-            self._deferred.lend()
-        self._write_lock.release()
+        try:
+            if self._deferred is not None:
+                self._deferred.lend()
+        finally:
+            self._writer = 0
+            self._write_lock.release()
 
     def _flushed(self) -> None:
         """(Deferred commits, on their thread) The parent committed: views
@@ -591,14 +606,22 @@ class Store:
     def _flush_published(self) -> None:
         """(A reader finding the store unflushed, not inside a read.) Commit
         what is published; a failure closes the views, which report it."""
+        if self._writer == threading.get_ident():
+            # A read from inside a batch's publication (a watch hook): this
+            # thread holds the writer lock, and what is published is durable.
+            self._flush_locked()
+            return
         with self._write_lock:
-            deferred = self._deferred
-            if self._closed or deferred is None or deferred.failure is not None:
-                return
-            try:
-                deferred.flush_for_reader()
-            except errors.PykvError:
-                pass
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        deferred = self._deferred
+        if self._closed or deferred is None or deferred.failure is not None:
+            return
+        try:
+            deferred.flush_for_reader()
+        except errors.PykvError:
+            pass
 
     def _committed(self, batch: WriteBatch, compact_done: int) -> None:
         """Called by the batch after its LMDB commit: move the in-memory state."""

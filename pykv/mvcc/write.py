@@ -88,7 +88,13 @@ class WriteBatch:
         self._held = held
         self._compact_done = 0
         self._log: list[tuple[Callable[..., Any], tuple]] = []
-        self._begin()
+        self._txn: Any = None
+        try:
+            self._begin()
+        except BaseException:  # (a KeyboardInterrupt too): no transaction left behind
+            if self._txn is not None:
+                self._txn.abort()
+            raise
 
     def _begin(self) -> None:
         st = self._store

@@ -194,6 +194,67 @@ def test_a_failed_commit_refuses_reads_and_writes_and_keeps_the_last_commit(stor
         assert store.applied_index == 1
 
 
+def test_after_a_failed_commit_no_checkpoint_claims_the_lost_batches(store_path):
+    """The in-memory applied index counts batches the failed commit lost: a
+    checkpoint must refuse rather than report it (a caller would release its
+    log up to it)."""
+    store = Store.open(store_path, commit_interval_s=NEVER_S, checkpoint_interval_s=None)
+    try:
+        put_batch(store, (b"a", b"1"))
+        assert store.checkpoint() == 1
+        put_batch(store, (b"b", b"2"))
+        fill_disk_under(store_path)
+        with pytest.raises(errors.StorageError):
+            store.range(RangeRequest(b"b"))
+        assert store.failure() is not None
+        with pytest.raises(errors.FatalSyncError, match="No space left"):
+            store.checkpoint()
+    finally:
+        store.close()
+    with Store.open(store_path) as store:
+        assert store.applied_index == 1
+
+
+def test_batches_that_commit_themselves_keep_the_room_measured(store_path, monkeypatch):
+    """After readers' flushes batches commit one by one (no parent): they
+    must go on measuring the map's room, or the next parent, trusting an
+    old figure, fills the map and its commit fails."""
+    monkeypatch.setattr(store_module, "_MIN_MAP_BYTES", 64 << 10)
+    rng = random.Random(1)
+    with Store.open(store_path, commit_interval_s=NEVER_S, checkpoint_interval_s=None,
+                    map_bytes=4 << 20) as store:
+        start = store._env.info()["map_size"]
+        keys(store)  # a reader's flush: batches commit themselves from now on
+        store._deferred._direct_until = time.monotonic() + NEVER_S  # (and go on doing so)
+        for _ in range(1500):
+            put_batch(store, (b"k%06d" % rng.randrange(10**6), rng.randbytes(1500)))
+        store._deferred._direct_until = 0  # a parent again
+        for _ in range(300):
+            put_batch(store, (b"k%06d" % rng.randrange(10**6), rng.randbytes(1500)))
+        assert store.failure() is None
+        assert store._env.info()["map_size"] > start, "the map never filled: shows nothing"
+        assert store.range(RangeRequest(b"k", b"l", count_only=True)).count > 1000
+
+
+def test_a_watch_hook_may_read_inside_the_publication(store_path):
+    """Watch hooks run on the writer's thread while it publishes (writer
+    lock held); a range there needs the parent committed and must not wait
+    for the lock its own thread holds."""
+    store = Store.open(store_path, commit_interval_s=NEVER_S)
+    seen: list[int] = []
+    store.watch(b"a", b"z", notify=lambda _w: seen.append(
+        store.range(RangeRequest(b"a", b"z")).count))
+    writer = threading.Thread(target=put_batch, args=(store, (b"k", b"v")), daemon=True)
+    writer.start()
+    writer.join(10)
+    try:
+        assert not writer.is_alive(), "the writer deadlocked in its own publication"
+        assert seen and seen[-1] == 1
+    finally:
+        if not writer.is_alive():
+            store.close()
+
+
 def test_commit_interval_needs_checkpoint_mode_and_a_positive_value(store_path):
     with pytest.raises(ValueError, match="positive"):
         Store.open(store_path, commit_interval_s=0)
