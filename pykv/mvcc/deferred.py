@@ -10,13 +10,13 @@ leaves no trace and a full map mid-batch replays only that batch); the
 parent commits when the oldest change in it is ``commit_interval_s`` old,
 or sooner when someone needs the file to show everything (below).
 
-**Thread.** LMDB ties a write transaction to the thread that began it (its
-writer mutex is a robust pthread mutex: only the owner may unlock it), and
-the batches come from whichever writer leads. So this module's thread
-begins and commits (or aborts) the parent; the batches' nested transactions
-run on the writers' threads, one at a time under the store's writer lock
-(LMDB keeps no thread-local state for write transactions; py-lmdb none at
-all). A caller that holds the writer lock has the thread run a step for it
+**Thread.** LMDB ties a write transaction to the thread that began it (it
+locks the environment's writer mutex, which only its owner may unlock),
+and the batches come from whichever writer leads. So this module's thread
+begins and commits (or aborts) the parent; the batches' nested
+transactions run on the writers' threads, one at a time under the store's
+writer lock (LMDB keeps no thread-local state for write transactions, and
+py-lmdb lets a nested one begin on another thread). A caller that holds the writer lock has the thread run a step for it
 (``flush``, ``end``), a round trip of ~50-100 us.
 
 **What a commit may contain.** The parent is committed only by a holder of
@@ -40,21 +40,23 @@ reader's flush also turns deferring off for a while: batches then commit
 themselves, on their own thread, as without this module, and the parent
 comes back once that time has passed. The while starts at ``DIRECT_S`` and
 doubles (up to ``DIRECT_MAX_S``) each time a reader flushes a parent that
-lived less than it. Checkpoints,
-defragmentation, map growth and closing flush or end the parent first.
+lived less than it. Checkpoints, defragmentation, map growth and closing
+flush or end the parent first.
 
 **Room.** LMDB cannot grow its map while a write transaction is open, and
 a parent that fills the map fails its commit (LMDB then drops it whole).
 So each batch adds a generous estimate of the pages it dirtied
-(``PAGES_PER_CHANGE`` per change, plus its keys and records twice) to
-``pending_bytes``, and a batch that finds it above half the room the last
-commit measured (``Store._grow_if_needed``, after every commit here) has
-the parent committed, and the map grown if need be, before it begins.
+(``PAGES_PER_CHANGE_BYTES`` per change, plus its keys and records twice)
+to ``pending_bytes``, and a batch that finds it above half the room last
+measured (``Store._grow_if_needed``: after every commit here, and before
+every batch that commits itself) has the parent committed, and the map
+grown if need be, before it begins.
 
 **Failure.** A failed commit (EIO, a full disk) loses the parent's batches
 from the file but not from the WAL, which holds every one of them durably:
-the store refuses reads and writes from then on, and reopening replays the
-log.
+the store refuses reads, writes and checkpoints from then on (a checkpoint
+would let the caller drop log entries the file lacks), and reopening
+replays the log.
 """
 
 from __future__ import annotations
