@@ -185,8 +185,6 @@ class Engine:
             if store.applied_index <= self._snapshot_index:
                 return 0
             index = store.checkpoint()  # what the file holds durably now
-            if index <= self._snapshot_index:
-                return 0
             term = self.committer.term
             meta = SnapshotMeta(index, term, self.conf_state)
             hard_state = HardState(term, self.member_id, index)

@@ -71,7 +71,6 @@ import lmdb
 
 from pykv import errors
 from pykv._binding import crc32c
-from pykv.mvcc import schema as s
 from pykv.mvcc.defrag import fsync_dir
 
 if TYPE_CHECKING:
@@ -383,7 +382,7 @@ class Checkpointer:
         with store._write_lock:
             store._check_open()
             self._check_failure()
-            pin, txnid, applied, pages, gen = self._capture(index_from_pin=True)
+            pin, txnid, applied, pages, gen = self._capture()
         try:
             self._sync()
             with self._record_lock:
@@ -424,16 +423,16 @@ class Checkpointer:
         if old is not None:
             old.abort()
 
-    def _capture(self, index_from_pin: bool = False
-                 ) -> tuple[lmdb.Transaction, int, int, bytes, int]:
+    def _capture(self) -> tuple[lmdb.Transaction, int, int, bytes, int]:
         """(Writer lock held.) Pin the latest state; its txnid, applied index
-        and meta pages. ``index_from_pin``: read the applied index from the
-        pinned state rather than trust the in-memory one (not while the
-        environment is being replaced: the table handles are the old one's)."""
+        and meta pages."""
         store = self._store
         if store._deferred is not None:
-            store._deferred.check_usable()  # (a failed commit lost batches the log has)
-            store._deferred.flush()  # the pin must see every published batch
+            # A failed commit lost batches the in-memory applied index
+            # counts: no checkpoint may claim them. Else the pin must see
+            # every published batch (then the index is the file's).
+            store._deferred.check_usable()
+            store._deferred.flush()
         pin = store._env.begin()
         try:
             txnid = pin.id()
@@ -450,15 +449,7 @@ class Checkpointer:
         except BaseException:
             pin.abort()
             raise
-        if not index_from_pin:
-            return pin, txnid, store._applied_index, pages, self._gen
-        # What the file holds, whatever the in-memory state says.
-        try:
-            raw = pin.get(s.META_APPLIED_INDEX, db=store._tables.meta)
-        except BaseException:
-            pin.abort()
-            raise
-        return pin, txnid, 0 if raw is None else s.unpack_i64(raw), pages, self._gen
+        return pin, txnid, store._applied_index, pages, self._gen
 
     def _roots_crc(self, pages: bytes) -> int:
         """(T pinned.) The CRC of T's root pages, which no commit changes

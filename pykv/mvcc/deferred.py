@@ -83,6 +83,8 @@ _LEND_WAIT_S = 0.001
 #: Bytes a change is assumed to dirty besides its key and records (the
 #: B-tree pages on its paths; shared by changes in one parent, in fact).
 PAGES_PER_CHANGE_BYTES = 16 << 10
+#: ... and a compaction step, per history record it may remove.
+PAGES_PER_COMPACTED_BYTES = 1 << 10
 
 #: After a reader had to flush, batches commit one by one for this long
 #: (and twice as long each time the parent that follows is flushed sooner).
@@ -127,18 +129,20 @@ class DeferredCommits:
         batches commit themselves (after a reader's flush)."""
         txn = self.txn
         if txn is None:
-            self._check_failure()
+            self.check_usable()
             if time.monotonic() < self._direct_until:
                 return None
             self._call(self._begin)
             txn = self.txn
         return txn
 
-    def merged(self, changes: list, extra_bytes: int = 0) -> None:
+    def merged(self, changes: list, compacted: bool) -> None:
         """A batch's nested transaction (which made ``changes``, see
-        ``write.Change``, and dirtied ``extra_bytes`` more) was committed
-        into the parent."""
-        estimate = PAGES_PER_CHANGE_BYTES * len(changes) + extra_bytes
+        ``write.Change``; ``compacted``: and ran a compaction step) was
+        committed into the parent."""
+        estimate = PAGES_PER_CHANGE_BYTES * len(changes)
+        if compacted:
+            estimate += PAGES_PER_COMPACTED_BYTES * self._store.compact_batch_changes
         for _main, _sub, key, rec, old in changes:
             estimate += 2 * (len(key) + len(rec or b"") + len(old or b""))
         self.pending_bytes += estimate
@@ -168,7 +172,7 @@ class DeferredCommits:
         """Commit the parent if it holds anything and leave none open (LMDB
         wants no write transaction open to grow the map or to close)."""
         if self.txn is not None:
-            self._call(self._end)
+            self._call(self._commit)
 
     def lend(self) -> None:
         """(Just before the writer lock is released.) Flush if the thread
@@ -199,9 +203,6 @@ class DeferredCommits:
 
     def check_usable(self) -> None:
         """Raise the failure that stopped the store, if one did."""
-        self._check_failure()
-
-    def _check_failure(self) -> None:
         if self.failure is not None:
             raise errors.FatalSyncError(f"the MVCC store {self._store.path} takes no more "
                                         f"writes: {self.failure}")
@@ -217,18 +218,17 @@ class DeferredCommits:
         if txn is None:
             return
         self.pending_bytes = 0
-        if not self.dirty:
-            # Commit, not abort: an empty commit writes nothing, and py-lmdb
-            # (3.x) makes a write txn's abort wait until no other thread is
-            # inside an LMDB call, which busy readers can put off for ever.
-            txn.commit()
-            return
         store = self._store
+        # Committed even when empty (it then writes nothing): py-lmdb 3.x
+        # makes a write txn's abort wait until no other thread is inside an
+        # LMDB call, which busy readers can put off for ever.
         try:
             txn.commit()
         except lmdb.Error as exc:
             self._failed(exc)
             raise self.failure from exc  # type: ignore[misc]
+        if not self.dirty:
+            return
         self.dirty = False
         self.commits += 1
         store._flushed()
@@ -237,9 +237,6 @@ class DeferredCommits:
     def _commit_and_begin(self) -> None:
         self._commit()
         self._begin()
-
-    def _end(self) -> None:
-        self._commit()
 
     def _abort(self) -> None:
         txn, self.txn = self.txn, None

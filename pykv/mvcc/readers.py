@@ -35,7 +35,7 @@ raises it before committing, so a view begun with ``held`` down both times
 predates the commit.
 
 Deferred commits (``pykv.mvcc.deferred``): a batch is published before
-its LMDB commit. ``gen`` still counts commits; ``published()`` raises
+its LMDB commit. ``gen`` still counts commits; the publication raises
 ``unflushed``, and the commit bumps ``gen`` and then lowers it. A view is
 current when its ``gen`` is and ``unflushed`` is down; a reader that must
 begin one reads ``gen``, then ``unflushed``, and while it is raised has the
@@ -245,10 +245,6 @@ class ReadViews:
                     and view is not slot.dropped:
                 slot.dropped = view
                 view.txn.abort()
-
-    def published(self) -> None:
-        """(Deferred commits) A batch was published before its commit."""
-        self.unflushed = True
 
     def hold(self) -> None:
         """Before a commit that must stay unseen until ``unhold()``."""

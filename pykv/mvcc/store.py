@@ -196,7 +196,6 @@ class Store:
             self._checkpointer.start()
             if commit_interval_s is not None:
                 self._deferred = DeferredCommits(self, commit_interval_s)
-                self._grow_if_needed()  # measures the room a parent may take
 
     def _start_durability(self, checkpoint_interval_s: float | None) -> None:
         """Before the first commit of a writable store: in checkpoint mode,
@@ -580,7 +579,7 @@ class Store:
                 self._grow_if_needed()  # (no write txn open: the map may grow; measures
                 #                          the room a parent begun next may take)
             elif deferred.pending_bytes > deferred.room_bytes:
-                deferred.end()  # commit (measuring the room, growing the map) first
+                deferred.flush()  # commit (measuring the room, growing the map) first
             return WriteBatch(self, index_, held)
         except BaseException:
             self._writer = 0
@@ -635,7 +634,7 @@ class Store:
             self.lessor._apply(batch._lease_changes)
         if batch._parent is not None:
             self._recent.update({key: rec for _m, _s, key, rec, _o in batch._changes})
-            self._views.published()
+            self._views.unflushed = True  # (see ReadViews: deferred commits)
         else:
             self._views.committed()
         self._commits += 1

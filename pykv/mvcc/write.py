@@ -143,9 +143,8 @@ class WriteBatch:
                 self._write_meta(done)
                 if self._parent is not None:
                     self._txn.commit()  # into the parent: seen by nobody yet
-                    # A compaction step rewrites up to compact_batch_changes records.
-                    extra = 1024 * st.compact_batch_changes if done != st._compact_done else 0
-                    st._deferred.merged(self._changes, extra)  # type: ignore[union-attr]
+                    st._deferred.merged(  # type: ignore[union-attr]
+                        self._changes, compacted=done != st._compact_done)
                     break
                 if self._held:
                     st._views.hold()

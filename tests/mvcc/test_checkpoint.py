@@ -120,8 +120,8 @@ def test_without_the_pin_commits_overwrite_the_checkpointed_state(tmp_path, monk
     """The control: what the page check above catches when nothing pins."""
     real_capture = checkpoint.Checkpointer._capture
 
-    def capture_without_pin(self, **options):
-        pin, *rest = real_capture(self, **options)
+    def capture_without_pin(self):
+        pin, *rest = real_capture(self)
         pin.abort()  # no reader holds the checkpointed state
         return (pin, *rest)
 
