@@ -10,6 +10,7 @@
 struct pykv_syncer {
     pykv_wal *wal;
     int64_t idle_spin_ns;
+    int64_t idle_ewma_ns;      /* the thread's own: recent waits for work */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t work;       /* the thread sleeps on it (sleeping = 1) */
@@ -58,18 +59,37 @@ static int spin(pykv_syncer *s, int (*ready)(pykv_syncer *, uint64_t), uint64_t 
     }
 }
 
+/* How long to spin for the next request: about twice the recent waits for
+ * one, so a lone writer's next request (tens of us away) is caught without
+ * a wake-up; when requests come further apart than the cap (many writers,
+ * whose Python between batches holds the GIL), a spinning core is one the
+ * woken writers would have used, so spin only briefly. */
+static int64_t idle_spin_budget(const pykv_syncer *s) {
+    int64_t budget = 2 * s->idle_ewma_ns;
+    return budget <= s->idle_spin_ns ? budget : s->idle_spin_ns / 8;
+}
+
+static void note_idle(pykv_syncer *s, int64_t waited_ns) {
+    /* Clamped, so that one long pause (a checkpoint) does not stop the spin
+     * of a lone writer for many batches. */
+    if (waited_ns > 2 * s->idle_spin_ns) waited_ns = 2 * s->idle_spin_ns;
+    s->idle_ewma_ns += (waited_ns - s->idle_ewma_ns) / 8;
+}
+
 static void *run(void *arg) {
     pykv_syncer *s = arg;
     uint64_t taken = 0;
     char err[PYKV_WAL_ERROR_BYTES];
     for (;;) {
-        if (!spin(s, has_work, taken, s->idle_spin_ns)) {
+        int64_t idle_from = now_ns();
+        if (!spin(s, has_work, taken, idle_spin_budget(s))) {
             pthread_mutex_lock(&s->mu);
             __atomic_store_n(&s->sleeping, 1, __ATOMIC_SEQ_CST);
             while (!has_work(s, taken)) pthread_cond_wait(&s->work, &s->mu);
             __atomic_store_n(&s->sleeping, 0, __ATOMIC_SEQ_CST);
             pthread_mutex_unlock(&s->mu);
         }
+        note_idle(s, now_ns() - idle_from);
         if (__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST)) return NULL;
         taken = __atomic_load_n(&s->requested, __ATOMIC_SEQ_CST);
         err[0] = '\0';
@@ -95,6 +115,7 @@ int pykv_syncer_open(pykv_wal *wal, int64_t idle_spin_ns, pykv_syncer **out, cha
     }
     s->wal = wal;
     s->idle_spin_ns = idle_spin_ns;
+    s->idle_ewma_ns = idle_spin_ns / 4;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->done_cond, NULL);

@@ -32,18 +32,25 @@ leader applies them after its (skipped) sync.
 
 The hand-offs with the syncer spin rather than sleep where it pays: on
 this VM waking a sleeping thread costs the waker 20-70 us, as much as the
-apply it hides. The syncer spins a while for its next request; the leader
-spins for the sync's end only for a batch of one request (a lone writer,
-whose latency it is); with many writers a spinning core is one their
-Python would have used. An earlier version handed the apply to a Python
-applier thread instead: as fast for one writer, slower for 16 (GIL
+apply it hides. The syncer spins for its next request about twice as long
+as its recent waits for one (a lone writer's next request), but hardly at
+all when requests come further apart than its cap (many writers: their
+Python between batches is the wait, and a spinning core is one they would
+have used; it spun 18 % of all CPU time under 16 writers before). The
+leader spins for the sync's end only for a batch of one request (a lone
+writer, whose latency it is). An earlier version handed the apply to a
+Python applier thread instead: as fast for one writer, slower for 16 (GIL
 hand-offs between leader and applier).
 
-Waiters sleep on a ``threading.Lock`` each. Waking them from C with the GIL
-released was measured too (a pthread condition per thread, one C call per
-batch): no faster when the disk is the limit, and half as fast when it is
-not, because writers woken while the leader still runs Python come back one
-by one and the batches shrink to one or two requests.
+Waiters sleep on a ``threading.Lock`` each, and are woken **in a chain**:
+the leader wakes the first writer of the batch, and each woken writer the
+next (``Request.then``). Woken all at once, they queued for the GIL
+together, and each time the leader let the GIL go (every LMDB call) one of
+them was woken to try for it. Waking them from C with the GIL released was
+measured too (a pthread condition per thread, one C call per batch): no
+faster when the disk is the limit, and half as fast when it is not,
+because writers woken while the leader still runs Python come back one by
+one and the batches shrink to one or two requests.
 
 Raft: the member leads its own one-voter log (``recovery.py`` won it the
 term), so an entry is committed once durable; each batch is appended as
@@ -81,7 +88,7 @@ class Request:
     """One request on its way through the log: its result (or the EtcdError
     that was its result) is set once the batch holding it is applied."""
 
-    __slots__ = ("kind", "request_id", "body", "req", "result", "waiter", "promoted")
+    __slots__ = ("kind", "request_id", "body", "req", "result", "waiter", "promoted", "then")
 
     def __init__(self, kind: int, body: bytes, req: Any):
         self.kind = kind
@@ -91,6 +98,7 @@ class Request:
         self.result: Any = None
         self.waiter: Any = None     # a held lock its thread sleeps on, released to wake it
         self.promoted = 0           # 1: woken to take the log over
+        self.then: Any = None       # applied: the next writer's waiter, for this one to wake
 
     def outcome(self) -> Any:
         """The result, or raise the error that was the result."""
@@ -166,9 +174,18 @@ class Committer:
         """Sleep until ``last`` is applied, or take the log over if handed it."""
         try:
             waiter.acquire()
+            # Inside the try: an interrupt raised as acquire() returns must
+            # not leave the rest of the chain asleep.
+            then = last.then
+            if then is not None:
+                last.then = None
+                then.release()
         except BaseException:  # KeyboardInterrupt: the requests stay queued and will be done
             with self._lock:
                 last.waiter = None  # so that the log is not handed to this thread from now on
+                then, last.then = last.then, None
+            if then is not None:  # applied meanwhile: wake the rest of the chain
+                then.release()
             if last.promoted:
                 last.promoted = 0
                 self._lead()
@@ -242,9 +259,13 @@ class Committer:
         self.applied_index = index
         self.batches += 1
         self.requests += len(batch)
-        for request in batch:
-            if request.waiter is not None:
-                request.waiter.release()
+        first = None
+        with self._lock:  # against a writer giving up its wait (see _wait)
+            for request in reversed(batch):
+                if request.waiter is not None:
+                    request.then, first = first, request.waiter
+        if first is not None:
+            first.release()
         if self.on_applied is not None:
             self.on_applied(index)
 

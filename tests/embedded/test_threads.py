@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from pykv.embedded import create_revision, mod_revision, put_op, value
 
 THREADS = 16
@@ -107,3 +109,68 @@ def test_readers_see_revisions_only_move_forward_while_writers_write(db):
             thread.join()
     assert regressions == []
     assert db.range("w/", prefix=True, count_only=True).count == 200
+
+
+class _InterruptedWait:
+    """A writer's waiter whose wait (its second acquire: the first holds it)
+    raises KeyboardInterrupt, as Ctrl-C in the main thread would: before the
+    lock is released (``early``) or just as the acquire returns."""
+
+    def __init__(self, early: bool):
+        self._lock = threading.Lock()
+        self._early = early
+        self._acquires = 0
+
+    def acquire(self, *args) -> bool:
+        self._acquires += 1
+        if self._acquires == 2:
+            if not self._early:
+                self._lock.acquire()
+            raise KeyboardInterrupt
+        return self._lock.acquire(*args)
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+@pytest.mark.parametrize("early", [True, False], ids=["while-asleep", "as-woken"])
+def test_an_interrupted_waiter_leaves_no_writer_asleep(db, monkeypatch, early):
+    """Woken writers wake the next one of their batch (a chain): one whose
+    wait is interrupted must still pass that on, or the writers after it in
+    its batch sleep forever. Its own write stays queued and is applied."""
+    from pykv.embedded import commit
+
+    real_allocate = commit.allocate_lock
+    victim = {"ident": None, "waits": 0}
+    interrupt_at = (3, 7, 11, 15)
+
+    def allocate() -> object:
+        if threading.get_ident() == victim["ident"]:
+            victim["waits"] += 1
+            if victim["waits"] in interrupt_at:
+                return _InterruptedWait(early)
+        return real_allocate()
+
+    monkeypatch.setattr(commit, "allocate_lock", allocate)
+    interrupted: list[int] = []
+
+    def writer(t: int) -> None:
+        if t == 0:
+            victim["ident"] = threading.get_ident()
+        for k in range(PUTS_PER_THREAD):
+            try:
+                db.put(f"t{t}/{k}", f"{t}:{k}")
+            except KeyboardInterrupt:
+                interrupted.append(k)
+
+    threads = [threading.Thread(target=writer, args=(t,), daemon=True)
+               for t in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a writer was left asleep"
+    assert interrupted, "the test interrupted no wait (every put of thread 0 led its batch?)"
+    for t in range(THREADS):
+        for k in range(PUTS_PER_THREAD):
+            assert db.get_value(f"t{t}/{k}") == f"{t}:{k}".encode()
