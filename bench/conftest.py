@@ -25,11 +25,19 @@ def rate_of(fn: Callable[[], float]) -> float:
 @pytest.fixture
 def compare(benchmark):
     """compare(name, {label: fn}, reference=label, rounds=5, unit="ops/s",
-    setup=None) -> {label: best rate}. Each fn returns the units it did;
-    setup (if given) runs before every call, untimed."""
+    setup=None, warmup=0) -> {label: best rate}. Each fn returns the units
+    it did; setup (if given) runs before every call, untimed; ``warmup``
+    untimed rounds of every fn come first (a store's first writes into an
+    empty file are not what it does afterwards)."""
 
     def run(name: str, fns: dict[str, Callable[[], float]], reference: str, rounds: int = 5,
-            unit: str = "ops/s", setup: Callable[[str], None] | None = None) -> dict[str, float]:
+            unit: str = "ops/s", setup: Callable[[str], None] | None = None,
+            warmup: int = 0) -> dict[str, float]:
+        for _ in range(warmup):
+            for label, fn in fns.items():
+                if setup:
+                    setup(label)
+                fn()
         best = dict.fromkeys(fns, 0.0)
         for _ in range(rounds):
             for label, fn in fns.items():
@@ -37,7 +45,8 @@ def compare(benchmark):
                     setup(label)
                 best[label] = max(best[label], rate_of(fn))
         ref = best[reference]
-        print(f"\n{name} ({unit}, best of {rounds} interleaved rounds)")
+        after = f", after {warmup} untimed" if warmup else ""
+        print(f"\n{name} ({unit}, best of {rounds} interleaved rounds{after})")
         for label, value in best.items():
             ratio = "" if label == reference else f"  ratio {value / ref:.2f}"
             print(f"  {label:28s} {value:16,.0f}{ratio}")

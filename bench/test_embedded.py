@@ -42,6 +42,11 @@ except ImportError:  # pragma: no cover - optional reference
 
 KEYS = int(os.environ.get("PYKV_BENCH_KEYS", "1000000"))
 ROUNDS = int(os.environ.get("PYKV_BENCH_ROUNDS", "5"))
+#: Untimed rounds before the durable writes are measured: the first 1,600
+#: puts into an empty store ran up to 40 % faster than every later round
+#: (pykv 18-20k puts/s from 16 threads, then 12-14k), and best-of-N kept
+#: that start-up transient as the figure.
+WARMUP = 1
 THREADS = 16
 # Random (incompressible) 100-byte values, so that a store that compresses
 # blocks gains nothing from repeated bytes; a pool, so that making them is cheap.
@@ -356,8 +361,8 @@ def test_durable_puts_one_thread(compare, benchmark, stores):
         return run
 
     best = compare("durable single puts, 1 thread", {name: puts(name) for name in stores},
-                   reference="sqlite3", rounds=ROUNDS, unit="puts/s")
-    ratios(benchmark, best, {f"{name} p50 us": statistics.median(lat) * 1e6
+                   reference="sqlite3", rounds=ROUNDS, unit="puts/s", warmup=WARMUP)
+    ratios(benchmark, best, {f"{name} p50 us": statistics.median(lat[WARMUP * per_round:]) * 1e6
                              for name, lat in latencies.items()})
 
 
@@ -383,7 +388,7 @@ def test_durable_puts_sixteen_threads(compare, benchmark, stores):
 
     best = compare(f"durable single puts, {THREADS} threads",
                    {name: puts(name) for name in stores}, reference="sqlite3", rounds=ROUNDS,
-                   unit="puts/s")
+                   unit="puts/s", warmup=WARMUP)
     committer = stores["pykv"].db._engine.committer
     ratios(benchmark, best, {"pykv puts per fdatasync": committer.requests /
                              max(1, committer.batches)})
@@ -405,7 +410,7 @@ def test_batched_puts_txn_of_100(compare, benchmark, stores):
         return run
 
     best = compare("durable batches of 100 puts", {name: puts(name) for name in stores},
-                   reference="sqlite3", rounds=ROUNDS, unit="puts/s")
+                   reference="sqlite3", rounds=ROUNDS, unit="puts/s", warmup=WARMUP)
     ratios(benchmark, best)
 
 
