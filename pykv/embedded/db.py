@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import weakref
@@ -71,6 +72,10 @@ class DB:
         # The hot reads, bound once (a closed store raises ClosedError itself).
         self._store_get = engine.store.get
         self._store_get_value = engine.store.get_value
+        # The hottest, db.get, is one function the store builds; the method
+        # below is its slow path (and its documentation).
+        self.get = functools.update_wrapper(  # type: ignore[method-assign]
+            engine.store.point_getter(self._get_slow), DB.get)
 
     @property
     def path(self) -> str:
@@ -112,6 +117,8 @@ class DB:
             return self._store_get(key)
         kvs = self._store.range(rpc_pb2.RangeRequest(key=key, revision=revision)).kvs
         return kvs[0] if kvs else None
+
+    _get_slow = get
 
     def get_value(self, key: Bytes) -> bytes | None:
         """Only the current value of ``key`` (None if it does not exist):

@@ -14,10 +14,14 @@ from pykv.engine.requests import Kind
 def test_every_method_of_a_closed_database_raises_closed_error(db_path):
     db = pykv.open(db_path)
     lease = db.grant(60)
+    db.put("k", "v")
+    get = db.get
+    assert get(b"k").value == b"v"  # this thread holds a view: gets take their fast path
     db.close()
     db.close()  # idempotent
     calls = [
-        lambda: db.put("k", "v"), lambda: db.get("k"), lambda: db.range("k", prefix=True),
+        lambda: db.put("k", "v"), lambda: db.get("k"), lambda: db.get(b"k"), lambda: get(b"k"),
+        lambda: db.range("k", prefix=True),
         lambda: db.delete("k"), lambda: db.txn().then(put_op("k", "v")).commit(),
         lambda: db.compact(1), lambda: db.watch("k"), lambda: db.grant(10),
         lambda: db.revoke(lease), lambda: db.keepalive(lease), lambda: db.time_to_live(lease),

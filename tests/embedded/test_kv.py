@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 import pykv
@@ -44,6 +46,40 @@ def test_get_value_returns_only_the_value(db):
     assert db.get_value(b"l" * 700) == b"long key"
     with pytest.raises(errors.KeyNotProvided):
         db.get_value("")
+
+
+def test_get_answers_alike_on_its_fast_path_and_off_it(db):
+    """db.get takes a shortcut for a bytes key on a thread with a current
+    view; a str key, a long key, a revision, a first read on a thread and a
+    read right after a write go the long way. Same answers either way."""
+    long_key = b"l" * 700
+    revisions = {key: db.put(key, b"v-" + key).revision for key in (b"a", b"b", long_key)}
+    db.delete(b"b")
+    db.get(b"a")  # this thread's view is current now: the next gets take the shortcut
+
+    def fields(kv):
+        return None if kv is None else (kv.key, kv.value, kv.create_revision, kv.mod_revision,
+                                        kv.version, kv.lease)
+
+    def answers() -> list:
+        return [fields(db.get(key)) for key in (b"a", "a", b"b", long_key, b"missing")] + [
+            fields(db.get(b"a", revision=revisions[b"a"])),
+            fields(db.get(b"b", revision=revisions[b"b"]))]
+
+    here = answers()
+    expected_a = (b"a", b"v-a", revisions[b"a"], revisions[b"a"], 1, 0)
+    assert here[0] == here[1] == here[5] == expected_a
+    assert here[2] is None and here[4] is None
+    assert here[3] == (long_key, b"v-" + long_key, revisions[long_key], revisions[long_key], 1, 0)
+    assert here[6] == (b"b", b"v-b", revisions[b"b"], revisions[b"b"], 1, 0)
+    elsewhere: list = []
+    thread = threading.Thread(target=lambda: elsewhere.extend(answers()))
+    thread.start()
+    thread.join()
+    assert elsewhere == here
+    db.put(b"a", b"again")  # the view goes stale; the next get renews it
+    assert fields(db.get(b"a"))[1:5] == (b"again", revisions[b"a"], revisions[long_key] + 2, 2)
+    assert db.get.__doc__ == type(db).get.__doc__
 
 
 def test_get_at_a_past_revision_sees_the_old_value(db):
