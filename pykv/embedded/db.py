@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import weakref
@@ -74,8 +73,10 @@ class DB:
         self._store_get_value = engine.store.get_value
         # The hottest, db.get, is one function the store builds; the method
         # below is its slow path (and its documentation).
-        self.get = functools.update_wrapper(  # type: ignore[method-assign]
-            engine.store.point_getter(self._get_slow), DB.get)
+        get = engine.store.point_getter(self._get_slow, self)
+        get.__name__, get.__qualname__, get.__doc__ = "get", "DB.get", DB.get.__doc__
+        get.__annotations__ = dict(DB.get.__annotations__)
+        self.get = get  # type: ignore[method-assign]
 
     @property
     def path(self) -> str:

@@ -877,7 +877,7 @@ class Store:
             return None
         return rec[_HB:] if len(key) <= _KMAX else s.record_value(rec)
 
-    def point_getter(self, slow: Callable[..., t.KeyValue | None]
+    def point_getter(self, slow: Callable[..., t.KeyValue | None], owner: Any
                      ) -> Callable[..., t.KeyValue | None]:
         """``get(key, *, revision=0)`` as one function, for ``pykv.open``'s
         ``DB.get``: a short bytes key at the current revision is looked up in
@@ -885,11 +885,14 @@ class Store:
         (two call levels, 20 % of a point get). Anything else goes to
         ``slow(key, revision=revision)``: another type of key, a revision, a
         long key, the first read of a thread, a view a commit made stale (the
-        slow path renews it), a closed store (its views are stale)."""
-        views, kv_db, no_view, store = self._views, self._kv_db, readers.NO_VIEW, self
+        slow path renews it), a closed store (its views are stale), and
+        everything once ``owner._closed`` is true (the DB is closing).
+        Tables are looked up at each call: a defragmentation replaces them."""
+        views, no_view, store = self._views, readers.NO_VIEW, self
 
         def get(key: Any, *, revision: int = 0) -> t.KeyValue | None:
-            if revision or type(key) is not bytes or not key or len(key) > _KMAX:
+            if revision or type(key) is not bytes or not key or len(key) > _KMAX or \
+                    owner._closed:
                 return slow(key, revision=revision)
             recent = store._recent  # before the view: see Store._flushed
             try:
@@ -904,7 +907,7 @@ class Store:
             try:
                 rec = recent.get(key, _ABSENT) if recent else _ABSENT
                 if rec is _ABSENT:
-                    rec = view.txn.get(key, None, kv_db)
+                    rec = view.txn.get(key, None, store._kv_db)
             finally:
                 slot.busy = False
                 if view.gen != views.gen:

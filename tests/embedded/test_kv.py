@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 
 import pytest
@@ -80,6 +81,36 @@ def test_get_answers_alike_on_its_fast_path_and_off_it(db):
     db.put(b"a", b"again")  # the view goes stale; the next get renews it
     assert fields(db.get(b"a"))[1:5] == (b"again", revisions[b"a"], revisions[long_key] + 2, 2)
     assert db.get.__doc__ == type(db).get.__doc__
+    assert str(inspect.signature(db.get)) == str(inspect.signature(type(db).get)).replace(
+        "self, ", "")
+
+
+def test_gets_after_a_defragmentation_read_the_new_file(db):
+    """A defragmentation replaces the store's tables: the shortcut of db.get
+    must not keep the old ones (two gets in a row take it)."""
+    db.put(b"k", b"v1")
+    db.defragment()
+    assert [db.get(b"k").value for _ in range(3)] == [b"v1"] * 3
+    db.put(b"k", b"v2")
+    assert [db.get(b"k").value for _ in range(3)] == [b"v2"] * 3
+
+
+def test_get_is_refused_as_soon_as_close_begins(db, monkeypatch):
+    db.put(b"k", b"v")
+    assert db.get(b"k").value == b"v"  # the shortcut is warm on this thread
+    seen: list = []
+    real_close = db._engine.close
+
+    def close_and_read_meanwhile() -> None:
+        try:
+            seen.append(db.get(b"k"))
+        except errors.ClosedError as exc:
+            seen.append(exc)
+        real_close()
+
+    monkeypatch.setattr(db._engine, "close", close_and_read_meanwhile)
+    db.close()
+    assert len(seen) == 1 and isinstance(seen[0], errors.ClosedError)
 
 
 def test_get_at_a_past_revision_sees_the_old_value(db):
