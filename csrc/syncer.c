@@ -11,6 +11,7 @@ struct pykv_syncer {
     pykv_wal *wal;
     int64_t idle_spin_ns;
     int64_t idle_ewma_ns;      /* the thread's own: recent waits for work */
+    int64_t requested_ns;      /* atomic: when the last request came (now_ns) */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t work;       /* the thread sleeps on it (sleeping = 1) */
@@ -89,7 +90,12 @@ static void *run(void *arg) {
             __atomic_store_n(&s->sleeping, 0, __ATOMIC_SEQ_CST);
             pthread_mutex_unlock(&s->mu);
         }
-        note_idle(s, now_ns() - idle_from);
+        /* The wait until the request came, not until this thread woke:
+         * counting its own wake-up latency, a syncer that once slept could
+         * stay above the spin threshold for good. (A request that came
+         * during the last sync waited for nothing.) */
+        int64_t came = __atomic_load_n(&s->requested_ns, __ATOMIC_RELAXED);
+        note_idle(s, came > idle_from ? came - idle_from : 0);
         if (__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST)) return NULL;
         taken = __atomic_load_n(&s->requested, __ATOMIC_SEQ_CST);
         err[0] = '\0';
@@ -133,6 +139,7 @@ int pykv_syncer_open(pykv_wal *wal, int64_t idle_spin_ns, pykv_syncer **out, cha
 }
 
 void pykv_syncer_start(pykv_syncer *s, uint64_t position) {
+    __atomic_store_n(&s->requested_ns, now_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&s->requested, position, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&s->sleeping, __ATOMIC_SEQ_CST)) {
         /* Under mu: the thread is either in pthread_cond_wait or has not

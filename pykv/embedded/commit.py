@@ -44,7 +44,10 @@ hand-offs between leader and applier).
 
 Waiters sleep on a ``threading.Lock`` each, and are woken **in a chain**:
 the leader wakes the first writer of the batch, and each woken writer the
-next (``Request.then``). Woken all at once, they queued for the GIL
+next (``Request.then``); the main thread's writer is woken directly, never
+asked to pass the wake-up on: Python runs signal handlers there, and one
+that waits for the other writers (a stop flag, then ``join``) or raises
+KeyboardInterrupt at the wrong moment must not leave them asleep. Woken all at once, they queued for the GIL
 together, and each time the leader let the GIL go (every LMDB call) one of
 them was woken to try for it. Waking them from C with the GIL released was
 measured too (a pthread condition per thread, one C call per batch): no
@@ -66,7 +69,7 @@ from __future__ import annotations
 
 import threading
 import time
-from _thread import allocate_lock
+from _thread import allocate_lock, get_ident
 from typing import Any, Callable
 
 from pykv import errors
@@ -80,6 +83,9 @@ from pykv.wal import WAL, RecordType
 #: end before it sleeps: CPU on a spare core, for a wake-up saved on the
 #: write's critical path.
 SYNC_SPIN_NS = 300_000
+#: Python runs signal handlers (and raises KeyboardInterrupt) in the main
+#: thread only: its writers are woken directly, never asked to wake others.
+_MAIN_THREAD = threading.main_thread().ident
 _ENTRY = int(RecordType.ENTRY)
 _NORMAL = int(EntryType.NORMAL)
 
@@ -88,7 +94,8 @@ class Request:
     """One request on its way through the log: its result (or the EtcdError
     that was its result) is set once the batch holding it is applied."""
 
-    __slots__ = ("kind", "request_id", "body", "req", "result", "waiter", "promoted", "then")
+    __slots__ = ("kind", "request_id", "body", "req", "result", "waiter", "promoted", "then",
+                 "main_thread")
 
     def __init__(self, kind: int, body: bytes, req: Any):
         self.kind = kind
@@ -99,6 +106,7 @@ class Request:
         self.waiter: Any = None     # a held lock its thread sleeps on, released to wake it
         self.promoted = 0           # 1: woken to take the log over
         self.then: Any = None       # applied: the next writer's waiter, for this one to wake
+        self.main_thread = False    # its writer is the main thread (woken directly)
 
     def outcome(self) -> Any:
         """The result, or raise the error that was the result."""
@@ -158,6 +166,7 @@ class Committer:
             else:
                 last.waiter = waiter = allocate_lock()
                 waiter.acquire()
+                last.main_thread = get_ident() == _MAIN_THREAD
         if lead:
             self._lead()
         else:
@@ -181,11 +190,7 @@ class Committer:
                 last.then = None
                 then.release()
         except BaseException:  # KeyboardInterrupt: the requests stay queued and will be done
-            with self._lock:
-                last.waiter = None  # so that the log is not handed to this thread from now on
-                then, last.then = last.then, None
-            if then is not None:  # applied meanwhile: wake the rest of the chain
-                then.release()
+            self._give_up_wait(last)
             if last.promoted:
                 last.promoted = 0
                 self._lead()
@@ -193,6 +198,25 @@ class Committer:
         if last.promoted:
             last.promoted = 0
             self._lead()
+
+    def _give_up_wait(self, last: Request) -> None:
+        """(A wait interrupted.) Never hand this thread the log from now on,
+        and wake the next writer of the chain if ``last`` was applied
+        meanwhile. Retried through further interrupts (Ctrl-C twice, or an
+        asynchronous exception in a worker thread): dropping the chain here
+        would leave the rest of a batch asleep for good."""
+        then = None
+        while True:
+            try:
+                with self._lock:
+                    last.waiter = None
+                    if last.then is not None:
+                        then, last.then = last.then, None
+                break
+            except BaseException:  # noqa: S112 - the caller re-raises the first one
+                continue
+        if then is not None:
+            then.release()
 
     # -- the leader -----------------------------------------------------------------------
 
@@ -259,11 +283,18 @@ class Committer:
         self.applied_index = index
         self.batches += 1
         self.requests += len(batch)
-        first = None
+        first = direct = None
         with self._lock:  # against a writer giving up its wait (see _wait)
             for request in reversed(batch):
-                if request.waiter is not None:
-                    request.then, first = first, request.waiter
+                waiter = request.waiter
+                if waiter is None:
+                    continue
+                if request.main_thread:
+                    direct = waiter
+                else:
+                    request.then, first = first, waiter
+        if direct is not None:
+            direct.release()
         if first is not None:
             first.release()
         if self.on_applied is not None:
@@ -320,8 +351,9 @@ class Committer:
             self._idle.notify_all()
         for request in failed:
             request.result = exc
-            if request.waiter is not None:
-                request.waiter.release()
+            waiter = request.waiter  # once: a writer giving up clears it
+            if waiter is not None:
+                waiter.release()
 
     # -- closing -----------------------------------------------------------------------
 

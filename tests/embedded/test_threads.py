@@ -174,3 +174,59 @@ def test_an_interrupted_waiter_leaves_no_writer_asleep(db, monkeypatch, early):
     for t in range(THREADS):
         for k in range(PUTS_PER_THREAD):
             assert db.get_value(f"t{t}/{k}") == f"{t}:{k}".encode()
+
+
+def test_a_main_thread_held_up_after_its_wait_holds_up_no_other_writer(db, monkeypatch):
+    """Python runs signal handlers in the main thread, right as its wait
+    returns: a handler that waits for the other writers (set a stop flag,
+    join them) must not wait on a wake-up only the main thread would pass on.
+    Here the main thread's first wait, once woken, waits for the workers
+    to finish every put."""
+    from pykv.embedded import commit
+
+    real_allocate = commit.allocate_lock
+    workers_done = threading.Event()
+    outcome: dict[str, bool] = {}
+
+    class HeldUpAfterWake:
+        def __init__(self) -> None:
+            self._lock = real_allocate()
+            self._acquires = 0
+
+        def acquire(self, *args) -> bool:
+            self._acquires += 1
+            got = self._lock.acquire(*args)
+            if self._acquires == 2:  # the wait (the first acquire holds it)
+                outcome["workers finished meanwhile"] = workers_done.wait(timeout=20)
+            return got
+
+        def release(self) -> None:
+            self._lock.release()
+
+    def allocate() -> object:
+        if threading.current_thread() is threading.main_thread() and not outcome:
+            return HeldUpAfterWake()
+        return real_allocate()
+
+    monkeypatch.setattr(commit, "allocate_lock", allocate)
+    finished: list[int] = []
+
+    def worker(t: int) -> None:
+        for k in range(200):
+            db.put(f"w{t}/{k}", b"v")
+        finished.append(t)
+        if len(finished) == 8:
+            workers_done.set()
+
+    threads = [threading.Thread(target=worker, args=(t,), daemon=True) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    k = 0
+    while not workers_done.is_set() and k < 100_000:
+        db.put(f"main/{k}", b"v")
+        k += 1
+    for thread in threads:
+        thread.join(timeout=30)
+    assert outcome.get("workers finished meanwhile", True), \
+        "a worker slept until the main thread went on"
+    assert sorted(finished) == list(range(8))
