@@ -187,10 +187,9 @@ void pykv_wal_reader_free(pykv_wal_reader *reader);
  * engine's log leader); positions it asks for never decrease. */
 typedef struct pykv_syncer pykv_syncer;
 
-/* Start the thread for wal (which must outlive it). idle_spin_ns: the most
- * the thread spins for the next request before it sleeps (it spins about
- * twice its recent waits, and only an eighth of the cap once those pass
- * half of it). */
+/* Start the thread for wal (which must outlive it). idle_spin_ns: how long
+ * the thread spins for the next request before it sleeps (only an eighth
+ * of that once its recent waits for one average more than half of it). */
 int pykv_syncer_open(pykv_wal *wal, int64_t idle_spin_ns, pykv_syncer **out, char *err,
                      size_t err_bytes);
 
