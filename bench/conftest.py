@@ -33,17 +33,14 @@ def compare(benchmark):
     def run(name: str, fns: dict[str, Callable[[], float]], reference: str, rounds: int = 5,
             unit: str = "ops/s", setup: Callable[[str], None] | None = None,
             warmup: int = 0) -> dict[str, float]:
-        for _ in range(warmup):
-            for label, fn in fns.items():
-                if setup:
-                    setup(label)
-                fn()
         best = dict.fromkeys(fns, 0.0)
-        for _ in range(rounds):
+        for round_ in range(warmup + rounds):
             for label, fn in fns.items():
                 if setup:
                     setup(label)
-                best[label] = max(best[label], rate_of(fn))
+                rate = rate_of(fn)
+                if round_ >= warmup:
+                    best[label] = max(best[label], rate)
         ref = best[reference]
         after = f", after {warmup} untimed" if warmup else ""
         print(f"\n{name} ({unit}, best of {rounds} interleaved rounds{after})")

@@ -32,28 +32,29 @@ leader applies them after its (skipped) sync.
 
 The hand-offs with the syncer spin rather than sleep where it pays: on
 this VM waking a sleeping thread costs the waker 20-70 us, as much as the
-apply it hides. The syncer spins for its next request about twice as long
-as its recent waits for one (a lone writer's next request), but hardly at
-all when requests come further apart than its cap (many writers: their
-Python between batches is the wait, and a spinning core is one they would
-have used; it spun 18 % of all CPU time under 16 writers before). The
-leader spins for the sync's end only for a batch of one request (a lone
-writer, whose latency it is). An earlier version handed the apply to a
-Python applier thread instead: as fast for one writer, slower for 16 (GIL
-hand-offs between leader and applier).
+apply it hides. The syncer spins for its next request (a lone writer's
+comes within tens of us), but only an eighth as long once its recent waits
+average more than half its cap (many writers: their Python between batches
+is the wait, and a spinning core is one they would have used; it spun 18 %
+of all CPU time under 16 writers when it always spun). The leader spins
+for the sync's end only for a batch of one request (a lone writer, whose
+latency it is). An earlier version handed the apply to a Python applier
+thread instead: as fast for one writer, slower for 16 (GIL hand-offs
+between leader and applier).
 
 Waiters sleep on a ``threading.Lock`` each, and are woken **in a chain**:
 the leader wakes the first writer of the batch, and each woken writer the
-next (``Request.then``); the main thread's writer is woken directly, never
-asked to pass the wake-up on: Python runs signal handlers there, and one
-that waits for the other writers (a stop flag, then ``join``) or raises
-KeyboardInterrupt at the wrong moment must not leave them asleep. Woken all at once, they queued for the GIL
+next (``Request.then``). Woken all at once, they queued for the GIL
 together, and each time the leader let the GIL go (every LMDB call) one of
-them was woken to try for it. Waking them from C with the GIL released was
-measured too (a pthread condition per thread, one C call per batch): no
-faster when the disk is the limit, and half as fast when it is not,
-because writers woken while the leader still runs Python come back one by
-one and the batches shrink to one or two requests.
+them was woken to try for it. The main thread's writer is woken directly,
+never asked to pass the wake-up on: Python runs signal handlers there, and
+one that waits for the other writers (a stop flag, then ``join``) or
+raises KeyboardInterrupt at the wrong moment must not leave them asleep.
+Waking them from C with the GIL released was measured too (a pthread
+condition per thread, one C call per batch): no faster when the disk is
+the limit, and half as fast when it is not, because writers woken while
+the leader still runs Python come back one by one and the batches shrink
+to one or two requests.
 
 Raft: the member leads its own one-voter log (``recovery.py`` won it the
 term), so an entry is committed once durable; each batch is appended as
