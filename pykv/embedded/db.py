@@ -54,6 +54,8 @@ class DB:
     Keys and values are bytes or str (UTF-8); results carry bytes. Every
     write's result carries the store ``revision`` it produced, as etcd's
     responses do. Errors are ``pykv.errors`` classes with etcd's messages.
+    A Ctrl-C (SIGINT) while the main thread writes is handled once that
+    write is done: the write is applied, then KeyboardInterrupt is raised.
 
     The caller must ``close()`` it (or use ``with``): close finishes the
     writes in flight, makes the store durable and releases the directory,
