@@ -73,11 +73,11 @@ def _check_txn_ops(req: Any, max_txn_ops: int) -> None:
         if not cmp.key:
             raise errors.KeyNotProvided()
     for op in list(req.success) + list(req.failure):
-        kind = op.WhichOneof("request")
-        if kind == "request_range":
-            check_range(op.request_range)
-        elif kind == "request_put":
+        kind = op.WhichOneof("request")  # 0.35 us a call: one per op here
+        if kind == "request_put":
             check_put(op.request_put)
+        elif kind == "request_range":
+            check_range(op.request_range)
         elif kind == "request_delete_range":
             check_delete(op.request_delete_range)
         elif kind == "request_txn":
@@ -107,11 +107,19 @@ def _intersects(dels: list[tuple[bytes, bytes | None]], key: bytes) -> bool:
 
 def _check_intervals(ops: Iterable[Any]) -> tuple[set[bytes], list[tuple[bytes, bytes | None]]]:
     ops = list(ops)
-    dels = [_delete_interval(op.request_delete_range) for op in ops
-            if op.WhichOneof("request") == "request_delete_range"]
-    puts: set[bytes] = set()
-    for op in ops:
-        if op.WhichOneof("request") != "request_txn":
+    kinds = [op.WhichOneof("request") for op in ops]
+    if "request_delete_range" not in kinds and "request_txn" not in kinds:
+        # The usual case (puts and ranges): only duplicate put keys clash.
+        keys = [op.request_put.key for op, kind in zip(ops, kinds) if kind == "request_put"]
+        puts = set(keys)
+        if len(puts) != len(keys):
+            raise errors.DuplicateKey()
+        return puts, []
+    dels = [_delete_interval(op.request_delete_range)
+            for op, kind in zip(ops, kinds) if kind == "request_delete_range"]
+    puts = set()
+    for op, kind in zip(ops, kinds):
+        if kind != "request_txn":
             continue
         puts_then, dels_then = _check_intervals(op.request_txn.success)
         puts_else, dels_else = _check_intervals(op.request_txn.failure)
@@ -127,8 +135,8 @@ def _check_intervals(ops: Iterable[Any]) -> tuple[set[bytes], list[tuple[bytes, 
             puts.add(key)
         dels.extend(dels_then)
         dels.extend(dels_else)
-    for op in ops:
-        if op.WhichOneof("request") != "request_put":
+    for op, kind in zip(ops, kinds):
+        if kind != "request_put":
             continue
         key = op.request_put.key
         if key in puts or _intersects(dels, key):

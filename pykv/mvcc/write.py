@@ -436,9 +436,9 @@ class WriteBatch:
             self._check_writable()
         self._open_request()
         path = reads.compare_path(self._txn, self._tables, req)
-        self._check_txn_ops(req, path)
+        kinds = self._check_txn_ops(req, path)
         if not reads.txn_writes(req):
-            result = self._execute_txn(req, path)
+            result = self._execute_txn(req, path, kinds)
             self._close_request()
             return result
         # Checks above make a failure here unexpected; a nested LMDB txn keeps
@@ -447,7 +447,7 @@ class WriteBatch:
         saved = (len(self._changes), dict(self._lease_changes))
         self._txn = self._store._env.begin(write=True, parent=parent)
         try:
-            result = self._execute_txn(req, path)
+            result = self._execute_txn(req, path, kinds)
         except BaseException:
             self._txn.abort()
             self._txn = parent
@@ -460,12 +460,14 @@ class WriteBatch:
         self._close_request()
         return result
 
-    def _check_txn_ops(self, req: Any, path: list) -> None:
-        """etcd's checkTxn on the chosen branches, before anything executes."""
+    def _check_txn_ops(self, req: Any, path: list) -> list[str | None]:
+        """etcd's checkTxn on the chosen branches, before anything executes;
+        the kinds of the ops of the chosen branch (``WhichOneof`` costs
+        0.35 us, as much as the rest of a put's checks)."""
         ops = req.success if path[0] else req.failure
         nested = iter(path[1:])
-        for op in ops:
-            kind = op.WhichOneof("request")
+        kinds = [op.WhichOneof("request") for op in ops]
+        for op, kind in zip(ops, kinds):
             if kind == "request_range":
                 reads.check_txn_range(op.request_range.revision, self.revision, self._compact)
             elif kind == "request_put":
@@ -477,18 +479,21 @@ class WriteBatch:
                     raise errors.LeaseNotFound()
             elif kind == "request_txn":
                 self._check_txn_ops(op.request_txn, next(nested))
+        return kinds
 
-    def _execute_txn(self, req: Any, path: list) -> t.TxnResult:
+    def _execute_txn(self, req: Any, path: list, kinds: list[str | None] | None = None
+                     ) -> t.TxnResult:
         ops = req.success if path[0] else req.failure
         nested = iter(path[1:])
         responses: list = []
-        for op in ops:
-            kind = op.WhichOneof("request")
-            if kind == "request_range":
+        if kinds is None:
+            kinds = [op.WhichOneof("request") for op in ops]
+        for op, kind in zip(ops, kinds):
+            if kind == "request_put":
+                responses.append(self._apply_put(op.request_put))
+            elif kind == "request_range":
                 responses.append(reads.execute(self._txn, self._tables, op.request_range,
                                                self._read_revision(), self._compact))
-            elif kind == "request_put":
-                responses.append(self._apply_put(op.request_put))
             elif kind == "request_delete_range":
                 responses.append(self._apply_delete_range(op.request_delete_range))
             elif kind == "request_txn":

@@ -348,6 +348,10 @@ def test_duplicate_key_rule(apply):
     apply.txn(TxnRequest([], [RequestOp(request_txn=branches)], []))
     # Deletes may overlap each other.
     apply.txn(TxnRequest([], [delete(b"a", b"c"), delete(b"b")], []))
+    # Ranges overlap anything; the failure branch is checked too.
+    apply.txn(TxnRequest([], [put(b"a"), rng(b"a", b"z"), put(b"b")], []))
+    with pytest.raises(errors.DuplicateKey):
+        apply.txn(TxnRequest([], [put(b"x")], [put(b"y"), rng(b"y"), put(b"y")]))
 
 
 def test_empty_request_op_is_key_not_found(apply):
