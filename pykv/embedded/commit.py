@@ -71,7 +71,10 @@ handler is called once the write is done (``_signal.signal`` twice: two
 sigaction calls, 2 - 4 us a main-thread put on this VM, 1 - 2 % of a
 durable one; ``signal.signal``'s enum wrapping cost 9 us more): the write is
 applied, and the caller sees KeyboardInterrupt as ``put`` returns, as from
-a Ctrl-C an instant later. Only SIGINT: other handlers that raise (rare,
+a Ctrl-C an instant later. Except while the main thread sleeps waiting for
+another writer's batch: an interrupt is safe there (the request stays
+queued and is done; see ``_wait``), and a write that hangs must not make
+the program deaf to Ctrl-C. Only SIGINT: other handlers that raise (rare,
 and installed by the program itself) can still cut a leader short.
 
 A failure of the WAL or of the store is fatal (as an fsync failure must be,
@@ -101,9 +104,6 @@ SYNC_SPIN_NS = 300_000
 #: Python runs signal handlers (and raises KeyboardInterrupt) in the main
 #: thread only: its writers are woken directly, never asked to wake others.
 _MAIN_THREAD = threading.main_thread().ident
-#: The frames where SIGINTs arrived while the main thread wrote (see the
-#: module docstring); only the main thread touches it.
-_deferred_sigints: list[Any] = []
 _ENTRY = int(RecordType.ENTRY)
 _NORMAL = int(EntryType.NORMAL)
 
@@ -177,20 +177,22 @@ class Committer:
             self._commit(requests, False)
             return
         handler = getsignal(SIGINT)
-        if not callable(handler) or handler is _defer_sigint:
+        if not callable(handler) or handler is _SIGINT:
             self._commit(requests, True)
             return
-        del _deferred_sigints[:]  # any left: a replay cut short by a newer Ctrl-C
+        _SIGINT.handler = handler
+        _SIGINT.waiting = False
+        del _SIGINT.frames[:]  # any left: a replay cut short by a newer Ctrl-C
         # From here until it is restored, a SIGINT (even one that arrived
-        # before) runs _defer_sigint: nothing raises before the try.
-        set_signal(SIGINT, _defer_sigint)
+        # before) runs _SIGINT: nothing raises before the try.
+        set_signal(SIGINT, _SIGINT)
         try:
             self._commit(requests, True)
         finally:
             set_signal(SIGINT, handler)
-            if _deferred_sigints:
-                frame = _deferred_sigints[-1]
-                del _deferred_sigints[:]
+            if _SIGINT.frames:
+                frame = _SIGINT.frames[-1]
+                del _SIGINT.frames[:]
                 handler(SIGINT, frame)
 
     def _commit(self, requests: list[Request], main_thread: bool) -> None:
@@ -221,9 +223,17 @@ class Committer:
             raise errors.ClosedError("the database is closed")
 
     def _wait(self, last: Request, waiter: Any) -> None:
-        """Sleep until ``last`` is applied, or take the log over if handed it."""
+        """Sleep until ``last`` is applied, or take the log over if handed it.
+        The main thread's sleep stays interruptible (Ctrl-C must get a
+        program out of a write that hangs); its interrupt is safe here."""
+        main_thread = last.main_thread
         try:
-            waiter.acquire()
+            if main_thread:
+                _SIGINT.waiting = True
+                waiter.acquire()
+                _SIGINT.waiting = False
+            else:
+                waiter.acquire()
             # Inside the try: an interrupt raised as acquire() returns must
             # not leave the rest of the chain asleep.
             then = last.then
@@ -231,6 +241,8 @@ class Committer:
                 last.then = None
                 then.release()
         except BaseException:  # KeyboardInterrupt: the requests stay queued and will be done
+            if main_thread:
+                _SIGINT.waiting = False
             self._give_up_wait(last)
             if last.promoted:
                 last.promoted = 0
@@ -342,14 +354,19 @@ class Committer:
             self.on_applied(index)
 
     def _hand_off(self) -> None:
-        """Hand the log to the oldest queued writer, or lay it down."""
+        """Hand the log to the oldest queued writer, or lay it down; lead
+        again if the queue holds only requests whose writers gave up their
+        wait (interrupted): they are done now, not at the next write."""
         with self._lock:
             handed = self._hand_log()
-            if handed is None:
+            orphans = handed is None and bool(self._queue)
+            if handed is None and not orphans:
                 self._leading = False
                 self._notify_idle()
         if handed is not None:
             handed.release()
+        elif orphans:
+            self._lead()
 
     @staticmethod
     def _apply(w: Any, batch: list[Request]) -> None:
@@ -406,6 +423,24 @@ class Committer:
                 self._idle.wait()
 
 
-def _defer_sigint(signum: int, frame: Any) -> None:
-    """SIGINT's handler while the main thread writes: records it only."""
-    _deferred_sigints.append(frame)
+class _MainThreadSigint:
+    """SIGINT's handler while the main thread writes (see the module
+    docstring): records the signal, for ``handler`` (the real one) to
+    handle once the write is done; calls ``handler`` at once while the
+    thread sleeps in a wait (``waiting``), where an interrupt is safe.
+    Only the main thread touches it."""
+
+    def __init__(self) -> None:
+        self.handler: Any = None
+        self.frames: list[Any] = []   # where the recorded SIGINTs arrived
+        self.waiting = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.handler(signum, frame)
+        else:
+            self.frames.append(frame)
+
+
+_SIGINT = _MainThreadSigint()

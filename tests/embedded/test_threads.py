@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -286,6 +287,42 @@ def test_a_ctrl_c_in_a_main_thread_write_waits_for_the_write(db, monkeypatch, si
     assert signals["sent"] == 3
     db.put("k", "v3")  # no SIGINT: nothing raised
     assert db.get_value("k") == b"v3"
+
+
+def test_a_ctrl_c_gets_the_main_thread_out_of_a_write_that_hangs(db, monkeypatch,
+                                                                 sigint_raises):
+    """A main-thread put waiting behind a batch that does not finish (a
+    stuck disk; here an apply held on an event) is interrupted at once: a
+    program must be able to get out of a hung write. Its request stays
+    queued, and is done once the log moves again, without waiting for
+    another write."""
+    from pykv.embedded import commit
+
+    release, entered = threading.Event(), threading.Event()
+    real_apply = commit.Committer._apply
+
+    def stuck_apply(w, batch):
+        if threading.current_thread() is not threading.main_thread() and not entered.is_set():
+            entered.set()
+            release.wait(10)
+        return real_apply(w, batch)
+
+    monkeypatch.setattr(commit.Committer, "_apply", staticmethod(stuck_apply))
+    worker = threading.Thread(target=db.put, args=("w", "1"))
+    worker.start()
+    assert entered.wait(10)
+    sigint = threading.Timer(0.2, signal.pthread_kill,
+                             (threading.main_thread().ident, signal.SIGINT))
+    sigint.start()
+    began = time.monotonic()
+    with pytest.raises(_Interrupted):
+        db.put("m", "1")
+    assert time.monotonic() - began < 5, "the interrupt waited for the hung batch"
+    release.set()
+    worker.join(10)
+    assert db.get_value("w") == b"1"
+    assert db.get_value("m") == b"1"
+    assert signal.getsignal(signal.SIGINT) is sigint_raises
 
 
 @pytest.mark.parametrize("ignored", [signal.SIG_IGN, signal.SIG_DFL])
