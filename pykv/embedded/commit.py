@@ -61,21 +61,12 @@ term), so an entry is committed once durable; each batch is appended as
 ``Entry(term, index, NORMAL, data)`` exactly as ``RawNode`` would have
 produced it.
 
-**Ctrl-C in a main-thread write waits for the write.** Python raises
-KeyboardInterrupt wherever the main thread happens to be, and a leader cut
-short between two of its steps leaves a batch half done: the database
-failed (until reopened) or, worse, a log nobody leads, every writer asleep.
-Python cannot mask a signal, so while the main thread writes SIGINT's
-Python handler is swapped for one that only records it, and the real
-handler is called once the write is done (``_signal.signal`` twice: two
-sigaction calls, 2 - 4 us a main-thread put on this VM, 1 - 2 % of a
-durable one; ``signal.signal``'s enum wrapping cost 9 us more): the write is
-applied, and the caller sees KeyboardInterrupt as ``put`` returns, as from
-a Ctrl-C an instant later. Except while the main thread sleeps waiting for
+**Ctrl-C in a main-thread write waits for the write**
+(``pykv.embedded.interrupts``): a leader cut short between two steps
+leaves a batch half done. Except while the main thread sleeps waiting for
 another writer's batch: an interrupt is safe there (the request stays
 queued and is done; see ``_wait``), and a write that hangs must not make
-the program deaf to Ctrl-C. Only SIGINT: other handlers that raise (rare,
-and installed by the program itself) can still cut a leader short.
+the program deaf to Ctrl-C.
 
 A failure of the WAL or of the store is fatal (as an fsync failure must be,
 RELIABILITY.md 4.6): every request not yet applied fails with it and so
@@ -86,12 +77,12 @@ from __future__ import annotations
 
 import threading
 import time
-from _signal import SIGINT, getsignal, signal as set_signal
 from _thread import allocate_lock, get_ident
 from typing import Any, Callable
 
 from pykv import errors
 from pykv.engine.apply import HANDLERS
+from pykv.embedded.interrupts import MAIN_THREAD, SIGINT_DEFERRAL, deferring_sigint
 from pykv.engine.requests import RequestIds, encode
 from pykv.mvcc import DURABILITY_CHECKPOINT, Store
 from pykv.raft.types import Entry, EntryType, encode_entry
@@ -101,9 +92,6 @@ from pykv.wal import WAL, RecordType
 #: end before it sleeps: CPU on a spare core, for a wake-up saved on the
 #: write's critical path.
 SYNC_SPIN_NS = 300_000
-#: Python runs signal handlers (and raises KeyboardInterrupt) in the main
-#: thread only: its writers are woken directly, never asked to wake others.
-_MAIN_THREAD = threading.main_thread().ident
 _ENTRY = int(RecordType.ENTRY)
 _NORMAL = int(EntryType.NORMAL)
 
@@ -173,27 +161,10 @@ class Committer:
         ``close()`` and the fatal error after a failure (nothing is done).
         From the main thread, a Ctrl-C meanwhile raises KeyboardInterrupt
         once they are done."""
-        if get_ident() != _MAIN_THREAD:
+        if get_ident() != MAIN_THREAD:
             self._commit(requests, False)
-            return
-        handler = getsignal(SIGINT)
-        if not callable(handler) or handler is _SIGINT:
-            self._commit(requests, True)
-            return
-        _SIGINT.handler = handler
-        _SIGINT.waiting = False
-        del _SIGINT.frames[:]  # any left: a replay cut short by a newer Ctrl-C
-        # From here until it is restored, a SIGINT (even one that arrived
-        # before) runs _SIGINT: nothing raises before the try.
-        set_signal(SIGINT, _SIGINT)
-        try:
-            self._commit(requests, True)
-        finally:
-            set_signal(SIGINT, handler)
-            if _SIGINT.frames:
-                frame = _SIGINT.frames[-1]
-                del _SIGINT.frames[:]
-                handler(SIGINT, frame)
+        else:
+            deferring_sigint(self._commit, requests, True)
 
     def _commit(self, requests: list[Request], main_thread: bool) -> None:
         new_id = self._ids.next
@@ -229,9 +200,9 @@ class Committer:
         main_thread = last.main_thread
         try:
             if main_thread:
-                _SIGINT.waiting = True
+                SIGINT_DEFERRAL.waiting = True
                 waiter.acquire()
-                _SIGINT.waiting = False
+                SIGINT_DEFERRAL.waiting = False
             else:
                 waiter.acquire()
             # Inside the try: an interrupt raised as acquire() returns must
@@ -242,7 +213,7 @@ class Committer:
                 then.release()
         except BaseException:  # KeyboardInterrupt: the requests stay queued and will be done
             if main_thread:
-                _SIGINT.waiting = False
+                SIGINT_DEFERRAL.waiting = False
             self._give_up_wait(last)
             if last.promoted:
                 last.promoted = 0
@@ -421,26 +392,3 @@ class Committer:
             self._closed = True
             while self._leading:
                 self._idle.wait()
-
-
-class _MainThreadSigint:
-    """SIGINT's handler while the main thread writes (see the module
-    docstring): records the signal, for ``handler`` (the real one) to
-    handle once the write is done; calls ``handler`` at once while the
-    thread sleeps in a wait (``waiting``), where an interrupt is safe.
-    Only the main thread touches it."""
-
-    def __init__(self) -> None:
-        self.handler: Any = None
-        self.frames: list[Any] = []   # where the recorded SIGINTs arrived
-        self.waiting = False
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        if self.waiting:
-            self.waiting = False
-            self.handler(signum, frame)
-        else:
-            self.frames.append(frame)
-
-
-_SIGINT = _MainThreadSigint()

@@ -350,3 +350,27 @@ def test_ctrl_c_torture_loses_nothing_and_leaves_no_writer_asleep(tmp_path):
     assert outcome["errors"] == [] and outcome["missing"] == []
     assert outcome["interrupts"] >= 100, outcome
     assert outcome["acked"] >= 1000, outcome
+
+
+def test_a_ctrl_c_in_close_waits_for_the_close(db_path, monkeypatch, sigint_raises):
+    """A Ctrl-C while the main thread closes is handled once the database is
+    closed: cut short, close left the directory locked by a half-closed
+    database (and a second close() did nothing)."""
+    import pykv
+    from pykv.embedded import engine
+
+    real_snapshot_log = engine.Engine.snapshot_log
+
+    def snapshot_log_with_a_sigint(self, *args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return real_snapshot_log(self, *args, **kwargs)
+
+    database = pykv.open(db_path)
+    database.put("k", "v")
+    monkeypatch.setattr(engine.Engine, "snapshot_log", snapshot_log_with_a_sigint)
+    with pytest.raises(_Interrupted):
+        database.close()
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is sigint_raises
+    with pykv.open(db_path) as again:  # not LockedError
+        assert again.get_value("k") == b"v"

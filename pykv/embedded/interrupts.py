@@ -1,0 +1,75 @@
+"""Ctrl-C while the main thread is inside the engine: handled once it is out.
+
+Python raises KeyboardInterrupt wherever the main thread happens to be, and
+cannot mask a signal. Cut short between two steps, a group-commit leader
+leaves a batch half done (the database failed until reopened, or a log
+nobody leads and every writer asleep), and ``close()`` a directory still
+locked by a half-closed database. So while the main thread writes or
+closes, SIGINT's Python handler is swapped for ``SIGINT_DEFERRAL``, which
+records the signal, and the real handler is called once the call is done:
+the write is applied (the database closed), then the caller sees
+KeyboardInterrupt, as from a Ctrl-C an instant later.
+
+Cost: two sigaction calls, 2 - 4 us a main-thread put on this VM (1 - 2 % of
+a durable one); ``signal.signal``'s enum wrapping would cost 9 us more.
+Only SIGINT: other handlers that raise (rare, and installed by the program
+itself) can still cut a call short. Signals set to SIG_DFL or SIG_IGN
+involve no Python code and are left alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from _signal import SIGINT, getsignal, signal as set_signal
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+#: Python runs signal handlers (and raises KeyboardInterrupt) in the main
+#: thread only: compare with ``_thread.get_ident()``.
+MAIN_THREAD = threading.main_thread().ident
+
+
+class SigintDeferral:
+    """SIGINT's handler during a deferring call: records the signal for
+    ``handler`` (the real one) to handle when the call is done; calls it at
+    once while ``waiting`` (the caller sleeps where an interrupt is safe:
+    ``Committer._wait``, so that a write that hangs stays interruptible).
+    Only the main thread touches it."""
+
+    def __init__(self) -> None:
+        self.handler: Any = None
+        self.frames: list[Any] = []   # where the recorded SIGINTs arrived
+        self.waiting = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.handler(signum, frame)
+        else:
+            self.frames.append(frame)
+
+
+SIGINT_DEFERRAL = SigintDeferral()
+
+
+def deferring_sigint(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` with SIGINT deferred until it returns (or raises).
+    Main thread only (``signal.signal``'s rule); nested calls just call."""
+    deferral = SIGINT_DEFERRAL
+    handler = getsignal(SIGINT)
+    if not callable(handler) or handler is deferral:
+        return call(*args)
+    deferral.handler = handler
+    deferral.waiting = False
+    del deferral.frames[:]  # any left: a replay cut short by a newer Ctrl-C
+    # From here until it is restored, a SIGINT (even one that arrived
+    # before) runs the deferral: nothing raises before the try.
+    set_signal(SIGINT, deferral)
+    try:
+        return call(*args)
+    finally:
+        set_signal(SIGINT, handler)
+        if deferral.frames:
+            frame = deferral.frames[-1]
+            del deferral.frames[:]
+            handler(SIGINT, frame)
