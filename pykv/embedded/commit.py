@@ -82,7 +82,8 @@ from typing import Any, Callable
 
 from pykv import errors
 from pykv.engine.apply import HANDLERS
-from pykv.embedded.interrupts import MAIN_THREAD, SIGINT_DEFERRAL, deferring_sigint
+from pykv.embedded.interrupts import (MAIN_THREAD, SIGINT_DEFERRAL, SigintInWait,
+                                      deferring_sigint)
 from pykv.engine.requests import RequestIds, encode
 from pykv.mvcc import DURABILITY_CHECKPOINT, Store
 from pykv.raft.types import Entry, EntryType, encode_entry
@@ -101,7 +102,7 @@ class Request:
     that was its result) is set once the batch holding it is applied."""
 
     __slots__ = ("kind", "request_id", "body", "req", "result", "waiter", "promoted", "then",
-                 "main_thread")
+                 "main_thread", "done")
 
     def __init__(self, kind: int, body: bytes, req: Any):
         self.kind = kind
@@ -113,6 +114,7 @@ class Request:
         self.promoted = 0           # 1: woken to take the log over
         self.then: Any = None       # applied: the next writer's waiter, for this one to wake
         self.main_thread = False    # its writer is the main thread (woken directly)
+        self.done = False           # applied and published, or failed (set under the lock)
 
     def outcome(self) -> Any:
         """The result, or raise the error that was the result."""
@@ -183,6 +185,8 @@ class Committer:
                 last.main_thread = main_thread
         if lead:
             self._lead()
+        elif main_thread:
+            self._wait_main(last, waiter)
         else:
             self._wait(last, waiter)
 
@@ -194,31 +198,59 @@ class Committer:
             raise errors.ClosedError("the database is closed")
 
     def _wait(self, last: Request, waiter: Any) -> None:
-        """Sleep until ``last`` is applied, or take the log over if handed it.
-        The main thread's sleep stays interruptible (Ctrl-C must get a
-        program out of a write that hangs); its interrupt is safe here."""
-        main_thread = last.main_thread
+        """Sleep until ``last`` is applied, or take the log over if handed it."""
         try:
-            if main_thread:
-                SIGINT_DEFERRAL.waiting = True
-                waiter.acquire()
-                SIGINT_DEFERRAL.waiting = False
-            else:
-                waiter.acquire()
+            waiter.acquire()
             # Inside the try: an interrupt raised as acquire() returns must
             # not leave the rest of the chain asleep.
             then = last.then
             if then is not None:
                 last.then = None
                 then.release()
-        except BaseException:  # KeyboardInterrupt: the requests stay queued and will be done
-            if main_thread:
-                SIGINT_DEFERRAL.waiting = False
+        except BaseException:  # an asynchronous exception: the requests stay queued, and are done
             self._give_up_wait(last)
             if last.promoted:
                 last.promoted = 0
                 self._lead()
             raise
+        if last.promoted:
+            last.promoted = 0
+            self._lead()
+
+    def _wait_main(self, last: Request, waiter: Any) -> None:
+        """``_wait`` for the main thread (woken directly, no chain to pass
+        on), whose sleep a Ctrl-C interrupts even with SIGINT deferred: a
+        program must get out of a write that hangs. The deferral raises
+        ``SigintInWait`` out of the sleep; the wait is given up first (the
+        requests stay queued and are done, by this thread if it was just
+        handed the log), so that the real handler runs owing the log
+        nothing: it may write itself. If it returns, the wait resumes."""
+        deferral = SIGINT_DEFERRAL
+        while True:
+            try:
+                deferral.waiting = True
+                waiter.acquire()
+                deferral.waiting = False
+                break
+            except SigintInWait as interrupt:
+                deferral.waiting = False
+                self._give_up_wait(last)
+                if last.promoted:
+                    last.promoted = 0
+                    self._lead()
+                deferral.call_handler(interrupt.frame)  # raises, usually
+                with self._lock:
+                    if last.done:
+                        return
+                    last.waiter = waiter = allocate_lock()
+                    waiter.acquire()
+            except BaseException:  # another signal's handler raised
+                deferral.waiting = False
+                self._give_up_wait(last)
+                if last.promoted:
+                    last.promoted = 0
+                    self._lead()
+                raise
         if last.promoted:
             last.promoted = 0
             self._lead()
@@ -245,35 +277,39 @@ class Committer:
     # -- the leader -----------------------------------------------------------------------
 
     def _lead(self) -> None:
-        with self._lock:
-            batch, self._queue = self._queue, []
-            if not batch:  # a failure emptied the queue after we were handed the log
-                self._leading = False
-                self._notify_idle()
+        """Lead batches until the log is handed on or laid down."""
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue, []
+                if not batch:  # a failure emptied the queue after we were handed the log
+                    self._leading = False
+                    self._notify_idle()
+                    return
+            try:
+                index = self.last_index + 1
+                entry = Entry(self.term, index, _NORMAL,
+                              encode([(r.kind, r.request_id, r.body) for r in batch]))
+                position = self._append([(_ENTRY, index, encode_entry(entry))])
+                self.last_index = index
+            except BaseException as exc:
+                self._fail(exc, batch)
                 return
-        try:
-            index = self.last_index + 1
-            entry = Entry(self.term, index, _NORMAL,
-                          encode([(r.kind, r.request_id, r.body) for r in batch]))
-            position = self._append([(_ENTRY, index, encode_entry(entry))])
-            self.last_index = index
-        except BaseException as exc:
-            self._fail(exc, batch)
-            return
-        self._finish(index, batch, position)
+            if not self._finish(index, batch, position):
+                return
 
-    def _sync_and_apply(self, index: int, batch: list[Request], position: Any) -> None:
+    def _sync_and_apply(self, index: int, batch: list[Request], position: Any) -> bool:
+        """Sync, apply, publish ``batch``; True: lead again (``_hand_off``)."""
         try:
             self._wal.sync(position)
             with self._store.write(index) as w:
                 self._apply(w, batch)
         except BaseException as exc:
             self._fail(exc, batch)
-            return
+            return False
         self._applied(index, batch)
-        self._hand_off()
+        return self._hand_off()
 
-    def _sync_and_publish(self, index: int, batch: list[Request], position: Any) -> None:
+    def _sync_and_publish(self, index: int, batch: list[Request], position: Any) -> bool:
         wal = self._wal
         wal.sync_start(position)
         held: Any = None
@@ -290,7 +326,7 @@ class Committer:
             if held is not None:
                 held.discard(exc)
             self._fail(exc, batch)
-            return
+            return False
         if failure is not None:
             self._fail(failure, batch)
             return
@@ -298,9 +334,9 @@ class Committer:
             held.publish()
         except BaseException as exc:
             self._fail(exc, batch)
-            return
+            return False
         self._applied(index, batch)
-        self._hand_off()
+        return self._hand_off()
 
     def _applied(self, index: int, batch: list[Request]) -> None:
         """``batch`` (entry ``index``) is applied and seen: wake its writers."""
@@ -310,6 +346,7 @@ class Committer:
         first = direct = None
         with self._lock:  # against a writer giving up its wait (see _wait)
             for request in reversed(batch):
+                request.done = True
                 waiter = request.waiter
                 if waiter is None:
                     continue
@@ -324,20 +361,20 @@ class Committer:
         if self.on_applied is not None:
             self.on_applied(index)
 
-    def _hand_off(self) -> None:
-        """Hand the log to the oldest queued writer, or lay it down; lead
-        again if the queue holds only requests whose writers gave up their
-        wait (interrupted): they are done now, not at the next write."""
+    def _hand_off(self) -> bool:
+        """Hand the log to the oldest queued writer, or lay it down. True:
+        lead again, the queue holds only requests whose writers gave up
+        their wait (interrupted); they are done now, not at the next write."""
         with self._lock:
             handed = self._hand_log()
-            orphans = handed is None and bool(self._queue)
-            if handed is None and not orphans:
+            if handed is None:
+                if self._queue:
+                    return True
                 self._leading = False
                 self._notify_idle()
         if handed is not None:
             handed.release()
-        elif orphans:
-            self._lead()
+        return False
 
     @staticmethod
     def _apply(w: Any, batch: list[Request]) -> None:
@@ -371,18 +408,19 @@ class Committer:
         took, and everything queued; lay the log down; refuse what comes."""
         if not isinstance(exc, errors.PykvError):
             exc = errors.StorageError(f"the write path failed: {exc!r}")
-        with self._lock:
+        with self._lock:  # against a writer giving up its wait, or resuming it
             if self.failure is None:
                 self.failure = exc
             failed = requests + self._queue
             self._queue = []
             self._leading = False
             self._idle.notify_all()
-        for request in failed:
-            request.result = exc
-            waiter = request.waiter  # once: a writer giving up clears it
-            if waiter is not None:
-                waiter.release()
+            for request in failed:
+                request.result = exc
+                request.done = True
+            waiters = [request.waiter for request in failed if request.waiter is not None]
+        for waiter in waiters:
+            waiter.release()
 
     # -- closing -----------------------------------------------------------------------
 

@@ -289,40 +289,99 @@ def test_a_ctrl_c_in_a_main_thread_write_waits_for_the_write(db, monkeypatch, si
     assert db.get_value("k") == b"v3"
 
 
+class _StuckLeader:
+    """A worker thread's put whose batch hangs in its apply (a stuck disk)
+    until ``release``, so that the main thread's puts queue behind it."""
+
+    def __init__(self, db, monkeypatch):
+        from pykv.embedded import commit
+
+        self.release, entered = threading.Event(), threading.Event()
+        real_apply = commit.Committer._apply
+
+        def stuck_apply(w, batch):
+            if threading.current_thread() is not threading.main_thread() and \
+                    not entered.is_set():
+                entered.set()
+                self.release.wait(10)
+            return real_apply(w, batch)
+
+        monkeypatch.setattr(commit.Committer, "_apply", staticmethod(stuck_apply))
+        self.worker = threading.Thread(target=db.put, args=("w", "1"))
+        self.worker.start()
+        assert entered.wait(10)
+
+    def finish(self) -> None:
+        self.release.set()
+        self.worker.join(10)
+
+
+def _sigint_main_after(*delays: float) -> None:
+    for delay in delays:
+        threading.Timer(delay, signal.pthread_kill,
+                        (threading.main_thread().ident, signal.SIGINT)).start()
+
+
 def test_a_ctrl_c_gets_the_main_thread_out_of_a_write_that_hangs(db, monkeypatch,
                                                                  sigint_raises):
-    """A main-thread put waiting behind a batch that does not finish (a
-    stuck disk; here an apply held on an event) is interrupted at once: a
-    program must be able to get out of a hung write. Its request stays
-    queued, and is done once the log moves again, without waiting for
-    another write."""
-    from pykv.embedded import commit
-
-    release, entered = threading.Event(), threading.Event()
-    real_apply = commit.Committer._apply
-
-    def stuck_apply(w, batch):
-        if threading.current_thread() is not threading.main_thread() and not entered.is_set():
-            entered.set()
-            release.wait(10)
-        return real_apply(w, batch)
-
-    monkeypatch.setattr(commit.Committer, "_apply", staticmethod(stuck_apply))
-    worker = threading.Thread(target=db.put, args=("w", "1"))
-    worker.start()
-    assert entered.wait(10)
-    sigint = threading.Timer(0.2, signal.pthread_kill,
-                             (threading.main_thread().ident, signal.SIGINT))
-    sigint.start()
+    """A main-thread put waiting behind a batch that does not finish is
+    interrupted at once: a program must be able to get out of a hung
+    write. Its request stays queued, and is done once the log moves again,
+    without waiting for another write."""
+    stuck = _StuckLeader(db, monkeypatch)
+    _sigint_main_after(0.2)
     began = time.monotonic()
     with pytest.raises(_Interrupted):
         db.put("m", "1")
     assert time.monotonic() - began < 5, "the interrupt waited for the hung batch"
-    release.set()
-    worker.join(10)
+    stuck.finish()
     assert db.get_value("w") == b"1"
     assert db.get_value("m") == b"1"
     assert signal.getsignal(signal.SIGINT) is sigint_raises
+
+
+def test_a_sigint_handler_may_write_while_the_main_thread_waits(db, monkeypatch):
+    """A handler that records the Ctrl-C in the database itself, run while
+    the main thread waits: the wait is given up before the handler runs,
+    so its put does not queue behind a request only this thread would
+    lead (it deadlocked)."""
+    def record_and_stop(signum, frame):
+        db.put("shutdown", "requested")
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGINT, record_and_stop)
+    try:
+        stuck = _StuckLeader(db, monkeypatch)
+        _sigint_main_after(0.2)
+        threading.Timer(0.5, stuck.release.set).start()
+        with pytest.raises(_Interrupted):
+            db.put("m", "1")
+        stuck.finish()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert [db.get_value(k) for k in ("w", "m", "shutdown")] == [b"1", b"1", b"requested"]
+
+
+def test_press_twice_handlers_get_out_of_a_hung_write_and_keep_their_changes(db, monkeypatch,
+                                                                            sigint_raises):
+    """'Ctrl-C again to quit': a first handler that returns (and installs a
+    raising one, as asyncio.run's does in effect) resumes the wait; the
+    second Ctrl-C gets out. The handler installed meanwhile stays (the
+    write put back the one it began with), and protects the rest of the
+    write as the first did."""
+    def first(signum, frame):
+        signal.signal(signal.SIGINT, sigint_raises)
+
+    signal.signal(signal.SIGINT, first)
+    stuck = _StuckLeader(db, monkeypatch)
+    _sigint_main_after(0.2, 0.5)
+    began = time.monotonic()
+    with pytest.raises(_Interrupted):
+        db.put("m", "1")
+    assert 0.4 < time.monotonic() - began < 5
+    assert signal.getsignal(signal.SIGINT) is sigint_raises
+    stuck.finish()
+    assert db.get_value("m") == b"1"
 
 
 @pytest.mark.parametrize("ignored", [signal.SIG_IGN, signal.SIG_DFL])
