@@ -30,13 +30,16 @@ records one.
 transactions. ``ReadViews`` marks the store *unflushed* at each publication,
 and a reader that must begin a view while it is unflushed first has the
 parent committed (``Store._flush_published``): every read sees every
-acknowledged write. Point gets, the read that most often follows a write,
-skip that commit: the store keeps the live records published since the
-last commit in a dict (etcd's read buffer, ``txReadBuffer``, does the
-same) and looks there before the committed view. Other reads that follow
-writes closely would pay a commit and two thread hand-offs each (20x
-slower writes with three threads reading ranges beside one writer), so a
-reader's flush also turns deferring off for a while: batches then commit
+acknowledged write. Point gets and ranges at the current revision, the
+reads that most often follow writes, skip that commit: the store keeps
+the live records published since the last commit in a dict (etcd's read
+buffer, ``txReadBuffer``, does the same) and lays it over the committed
+view (``Store._range_overlaid``; 16 writers beside a thread reading a
+range every 20 ms: 12.2k puts/s, 10.7k when each such range committed).
+Other reads that follow writes closely (at a past revision, a read-only
+txn, the server's ranges) would pay a commit and two thread hand-offs each
+(20x slower writes with three threads reading ranges beside one writer),
+so a reader's flush also turns deferring off for a while: batches then commit
 themselves, on their own thread, as without this module, and the parent
 comes back once that time has passed. The while starts at ``DIRECT_S`` and
 doubles (up to ``DIRECT_MAX_S``) each time a reader flushes a parent that

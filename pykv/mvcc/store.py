@@ -32,6 +32,9 @@ _ABSENT = object()
 DEFAULT_QUOTA_BYTES = 2 << 30        # etcd's --quota-backend-bytes default
 DEFAULT_MAX_TXN_OPS = 128            # etcd's --max-txn-ops default
 COMPACT_BATCH_CHANGES = 1000         # etcd compacts 1000 revisions per batch
+#: A range laid over more keys published since the last commit than this
+#: reads a commit instead (copying and sorting them would cost as much).
+OVERLAY_MAX_KEYS = 2048
 READER_CHECK_COMMITS = 256           # clear dead processes' reader slots this often
 _MIN_MAP_BYTES = 64 << 20
 _GROW_CHECK_COMMITS = 16             # commits between map-room checks while room is ample
@@ -158,6 +161,9 @@ class Store:
         #: (Deferred commits) key -> live record (None: deleted) for every
         #: key published since the last commit; replaced at each commit.
         self._recent: dict[bytes, bytes | None] = {}
+        #: Held while a publication updates ``_recent`` and the revision
+        #: together, and while a range copies both (``_range_overlaid``).
+        self._publishing = threading.Lock()
         try:
             if not readonly:
                 self._start_durability(checkpoint_interval_s)
@@ -624,7 +630,13 @@ class Store:
 
     def _committed(self, batch: WriteBatch, compact_done: int) -> None:
         """Called by the batch after its LMDB commit: move the in-memory state."""
-        self._revision = batch.revision
+        if batch._parent is not None:  # (deferred commits: see _range_overlaid)
+            published = {key: rec for _m, _s, key, rec, _o in batch._changes}
+            with self._publishing:
+                self._recent.update(published)
+                self._revision = batch.revision
+        else:
+            self._revision = batch.revision
         self._applied_index = batch.index
         self._lease_seq = batch._lease_seq
         compacted = batch._compact != self._compact_revision
@@ -633,7 +645,6 @@ class Store:
         if batch._lease_changes:
             self.lessor._apply(batch._lease_changes)
         if batch._parent is not None:
-            self._recent.update({key: rec for _m, _s, key, rec, _o in batch._changes})
             self._views.unflushed = True  # (see ReadViews: deferred commits)
         else:
             self._views.committed()
@@ -828,11 +839,43 @@ class Store:
 
     def range(self, req: Any) -> t.RangeResult:
         """A RangeRequest (etcd semantics), from any thread."""
+        if self._views.unflushed and not req.revision:
+            result = self._range_overlaid(req)
+            if result is not None:
+                return result
         slot, view = self._views.begin()
         try:
             return reads.execute(view.txn, self._tables, req, view.revision, view.compact)
         finally:
             self._views.end(slot, view)
+
+    def _range_overlaid(self, req: Any) -> t.RangeResult | None:
+        """(Deferred commits, something published since the last commit) A
+        range at the current revision read from the last commit with what
+        was published since laid over it, as point gets read: the other way
+        commits first, two thread hand-offs (~100 us; a put then a range of
+        10 keys took twice as long as the put). None: read a commit instead
+        (too much published to copy, long keys, writers too quick)."""
+        for _attempt in range(3):
+            with self._publishing:
+                recent = self._recent
+                if len(recent) > OVERLAY_MAX_KEYS:
+                    return None
+                recent = dict(recent)  # (empty: what was published changed no key)
+                revision = self._revision
+            slot, view = self._views.begin(flush=False)
+            try:
+                # The view may hold no publication after the copy: a commit
+                # holds only what is published, and nothing was if the
+                # revision did not move (a publication changing no key
+                # leaves nothing to miss).
+                if self._revision != revision:
+                    continue
+                return reads.execute_overlaid(view.txn, self._tables, req, revision,
+                                              view.compact, recent)
+            finally:
+                self._views.end(slot, view)
+        return None
 
     def txn_read(self, req: Any) -> t.TxnResult:
         """A read-only TxnRequest (only ranges in its branches, at any depth:
