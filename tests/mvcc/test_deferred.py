@@ -14,7 +14,8 @@ import pytest
 from pykv import errors
 from pykv.mvcc import Store, store as store_module
 from tests.faults import fill_disk_under
-from tests.mvcc.requests import DeleteRangeRequest, PutRequest, RangeRequest
+from tests.mvcc.requests import (DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
+                                 TxnRequest)
 
 #: Long enough that the timer never commits during a test (unless it waits).
 NEVER_S = 600.0
@@ -29,6 +30,14 @@ def put_batch(store: Store, *pairs: tuple[bytes, bytes]) -> None:
 
 def keys(store: Store) -> dict[bytes, bytes]:
     return {kv.key: kv.value for kv in store.range(RangeRequest(b"\0", b"\xff")).kvs}
+
+
+def keys_committing_first(store: Store) -> dict[bytes, bytes]:
+    """``keys`` through a read that has what is published committed first:
+    a read-only txn (point gets and ranges at the current revision read the
+    published batches over the last commit instead)."""
+    txn = TxnRequest([], [RequestOp(request_range=RangeRequest(b"\0", b"\xff"))], [])
+    return {kv.key: kv.value for kv in store.txn_read(txn).responses[0].kvs}
 
 
 @pytest.fixture
@@ -57,14 +66,32 @@ def test_a_point_get_sees_published_batches_without_a_commit(deferred_store):
     assert store._deferred.commits == 0, "the point gets committed the parent"
 
 
+def test_a_range_sees_published_batches_without_a_commit(deferred_store):
+    store = deferred_store
+    put_batch(store, (b"a", b"1"), (b"b", b"1"), (b"c", b"1"))
+    store.checkpoint()  # (a commit: the ranges below lay batches over it)
+    put_batch(store, (b"a", b"2"), (b"d", b"1"))
+    with store.write(store.applied_index + 1) as w:
+        w.delete_range(DeleteRangeRequest(b"b"))
+    commits = store._deferred.commits
+    result = store.range(RangeRequest(b"\0", b"\xff"))
+    assert [(kv.key, kv.value, kv.version) for kv in result.kvs] == [
+        (b"a", b"2", 2), (b"c", b"1", 1), (b"d", b"1", 1)]
+    assert result.count == 3 and result.revision == store.revision == 7
+    limited = store.range(RangeRequest(b"\0", b"\xff", limit=2))
+    assert [kv.key for kv in limited.kvs] == [b"a", b"c"] and limited.more
+    assert limited.count == 3
+    assert store._deferred.commits == commits, "the ranges committed the parent"
+
+
 def test_any_other_read_commits_first_and_sees_everything(deferred_store):
     store = deferred_store
     for i in range(5):
         put_batch(store, (b"k%d" % i, b"v%d" % i))
     assert store._deferred.commits == 0
-    assert keys(store) == {b"k%d" % i: b"v%d" % i for i in range(5)}
+    assert keys_committing_first(store) == {b"k%d" % i: b"v%d" % i for i in range(5)}
     assert store._deferred.commits == 1
-    assert keys(store) == {b"k%d" % i: b"v%d" % i for i in range(5)}
+    assert keys_committing_first(store) == {b"k%d" % i: b"v%d" % i for i in range(5)}
     assert store._deferred.commits == 1, "nothing new was published: no second commit"
 
 
@@ -182,9 +209,11 @@ def test_a_failed_commit_refuses_reads_and_writes_and_keeps_the_last_commit(stor
         assert store._views.unflushed
         fill_disk_under(store_path)
         with pytest.raises(errors.StorageError, match="No space left.*reopen"):
-            store.range(RangeRequest(b"published"))
+            keys_committing_first(store)
         with pytest.raises(errors.StorageError, match="reopen"):
             store.get(b"committed")
+        with pytest.raises(errors.StorageError, match="reopen"):
+            store.range(RangeRequest(b"published"))
         with pytest.raises(errors.StorageError, match="no more writes"):
             put_batch(store, (b"refused", b"3"))
     finally:
@@ -205,7 +234,7 @@ def test_after_a_failed_commit_no_checkpoint_claims_the_lost_batches(store_path)
         put_batch(store, (b"b", b"2"))
         fill_disk_under(store_path)
         with pytest.raises(errors.StorageError):
-            store.range(RangeRequest(b"b"))
+            keys_committing_first(store)
         assert store.failure() is not None
         with pytest.raises(errors.FatalSyncError, match="No space left"):
             store.checkpoint()
@@ -224,7 +253,7 @@ def test_batches_that_commit_themselves_keep_the_room_measured(store_path, monke
     with Store.open(store_path, commit_interval_s=NEVER_S, checkpoint_interval_s=None,
                     map_bytes=4 << 20) as store:
         start = store._env.info()["map_size"]
-        keys(store)  # a reader's flush: batches commit themselves from now on
+        keys_committing_first(store)  # a reader's flush: batches commit themselves from now on
         store._deferred._direct_until = time.monotonic() + NEVER_S  # (and go on doing so)
         for _ in range(1500):
             put_batch(store, (b"k%06d" % rng.randrange(10**6), rng.randbytes(1500)))
