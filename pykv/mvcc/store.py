@@ -161,8 +161,10 @@ class Store:
         #: (Deferred commits) key -> live record (None: deleted) for every
         #: key published since the last commit; replaced at each commit.
         self._recent: dict[bytes, bytes | None] = {}
-        #: Held while a publication updates ``_recent`` and the revision
-        #: together, and while a range copies both (``_range_overlaid``).
+        #: The revision of the commit ``_recent`` lies over.
+        self._recent_base = 0
+        #: Held while ``_recent``, ``_recent_base`` and the revision change
+        #: together, and while a range copies them (``_range_overlaid``).
         self._publishing = threading.Lock()
         try:
             if not readonly:
@@ -186,7 +188,7 @@ class Store:
         self._views = readers.ReadViews(env, self._tables.meta, self._closed_error,
                                         on_map_resized=self._map_resized if readonly else None,
                                         flush=self._flush_published)
-        self._revision = meta[s.META_REVISION]
+        self._revision = self._recent_base = meta[s.META_REVISION]
         self._compact_revision = meta[s.META_COMPACT]
         self._compact_done = meta[s.META_COMPACT_DONE]
         self._applied_index = meta[s.META_APPLIED_INDEX]
@@ -605,7 +607,9 @@ class Store:
         become stale first, then the table of recent writes empties (a point
         get that finds the new, empty table also finds its view stale)."""
         self._views.committed()
-        self._recent = {}
+        with self._publishing:
+            self._recent = {}
+            self._recent_base = self._revision  # (the writer lock is held: no batch moves it)
         self._views.unflushed = False
 
     def _flush_published(self) -> None:
@@ -635,8 +639,11 @@ class Store:
             with self._publishing:
                 self._recent.update(published)
                 self._revision = batch.revision
-        else:
-            self._revision = batch.revision
+        else:  # committed itself: the file holds everything published
+            with self._publishing:
+                self._revision = self._recent_base = batch.revision
+                if self._recent:
+                    self._recent = {}
         self._applied_index = batch.index
         self._lease_seq = batch._lease_seq
         compacted = batch._compact != self._compact_revision
@@ -862,14 +869,14 @@ class Store:
                 if len(recent) > OVERLAY_MAX_KEYS:
                     return None
                 recent = dict(recent)  # (empty: what was published changed no key)
-                revision = self._revision
+                revision, base = self._revision, self._recent_base
             slot, view = self._views.begin(flush=False)
             try:
-                # The view may hold no publication after the copy: a commit
-                # holds only what is published, and nothing was if the
-                # revision did not move (a publication changing no key
-                # leaves nothing to miss).
-                if self._revision != revision:
+                # The view must be the commit the copy lies over: not an
+                # older one (a commit came and emptied the table), not a
+                # newer one (a commit came, and batches that committed
+                # themselves). Commits that moved no revision changed no key.
+                if view.revision != base:
                     continue
                 return reads.execute_overlaid(view.txn, self._tables, req, revision,
                                               view.compact, recent)

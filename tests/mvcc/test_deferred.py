@@ -287,3 +287,53 @@ def test_a_watch_hook_may_read_inside_the_publication(store_path):
 def test_commit_interval_needs_checkpoint_mode_and_a_positive_value(store_path):
     with pytest.raises(ValueError, match="positive"):
         Store.open(store_path, commit_interval_s=0)
+
+
+def test_a_range_never_lays_recent_writes_over_a_newer_commit(deferred_store):
+    """After a reader's flush batches commit themselves: one whose commit
+    has landed but is not yet published. A range that copied the table of
+    recent writes before that must not lay it over a view of the newer
+    commit (it answered revision 2 with a key written at 3)."""
+    store = deferred_store
+    put_batch(store, (b"a", b"1"))  # revision 2, in the parent
+    assert store._views.unflushed
+    at_lock, go_read = threading.Event(), threading.Event()
+    committed, go_publish = threading.Event(), threading.Event()
+    publishing = store._publishing
+
+    class PausingLock:  # the range stops just before it copies the table
+        def __enter__(self):
+            if threading.current_thread().name == "reader" and not go_read.is_set():
+                at_lock.set()
+                go_read.wait(10)
+            return publishing.__enter__()
+
+        def __exit__(self, *exc):
+            return publishing.__exit__(*exc)
+
+    real_committed = store._committed
+
+    def committed_then_paused(batch, compact_done):  # LMDB commit done, not published
+        committed.set()
+        go_publish.wait(10)
+        real_committed(batch, compact_done)
+
+    store._publishing = PausingLock()
+    store._committed = committed_then_paused
+    answers = []
+    reader = threading.Thread(name="reader", target=lambda: answers.append(
+        store.range(RangeRequest(b"\0", b"\0"))))
+    reader.start()
+    assert at_lock.wait(10)
+    store._flush_published()  # another reader's flush: batches commit themselves
+    writer = threading.Thread(target=put_batch, args=(store, (b"b", b"2")))  # revision 3
+    writer.start()
+    assert committed.wait(10)
+    go_read.set()
+    reader.join(10)
+    go_publish.set()
+    writer.join(10)
+    (answer,) = answers
+    assert all(kv.mod_revision <= answer.revision for kv in answer.kvs), \
+        [(kv.key, kv.mod_revision, answer.revision) for kv in answer.kvs]
+    assert answer.count == len(answer.kvs)
