@@ -68,7 +68,7 @@ static int spin(pykv_syncer *s, int (*ready)(pykv_syncer *, uint64_t), uint64_t 
  * would have used). Spinning twice the average instead missed the slower
  * half of a lone writer's requests: 10 % slower puts. */
 static int64_t idle_spin_budget(const pykv_syncer *s) {
-    return s->idle_ewma_ns <= s->idle_spin_ns / 2 ? s->idle_spin_ns : s->idle_spin_ns / 8;
+    return s->idle_ewma_ns <= s->idle_spin_ns ? s->idle_spin_ns : s->idle_spin_ns / 8;
 }
 
 static void note_idle(pykv_syncer *s, int64_t waited_ns) {
