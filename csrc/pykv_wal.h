@@ -189,7 +189,7 @@ typedef struct pykv_syncer pykv_syncer;
 
 /* Start the thread for wal (which must outlive it). idle_spin_ns: how long
  * the thread spins for the next request before it sleeps (only an eighth
- * of that once its recent waits for one average more than half of it). */
+ * of that once its recent waits for one average more than all of it). */
 int pykv_syncer_open(pykv_wal *wal, int64_t idle_spin_ns, pykv_syncer **out, char *err,
                      size_t err_bytes);
 

@@ -34,7 +34,7 @@ The hand-offs with the syncer spin rather than sleep where it pays: on
 this VM waking a sleeping thread costs the waker 20-70 us, as much as the
 apply it hides. The syncer spins for its next request (a lone writer's
 comes within tens of us), but only an eighth as long once its recent waits
-average more than half its cap (many writers: their Python between batches
+average more than its cap (many writers: their Python between batches
 is the wait, and a spinning core is one they would have used; it spun 18 %
 of all CPU time under 16 writers when it always spun). The leader spins
 for the sync's end only for a batch of one request (a lone writer, whose

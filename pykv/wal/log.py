@@ -27,7 +27,7 @@ _POSITION_ALL = lib.PYKV_WAL_POSITION_ALL
 #: The most the syncer thread spins for its next request before it sleeps:
 #: a lone writer comes back within ~50 us (CPU on a spare core, for a
 #: wake-up saved on the writer's critical path); an eighth of it while its
-#: waits average more than half of it (many writers; csrc/syncer.c).
+#: waits average more than all of it (many writers; csrc/syncer.c).
 SYNCER_IDLE_SPIN_NS = 200_000
 _ERROR_BYTES = lib.PYKV_WAL_ERROR_BYTES
 _READ_BYTES_DEFAULT = 16 << 20
