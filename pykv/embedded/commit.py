@@ -208,14 +208,9 @@ class Committer:
                 last.then = None
                 then.release()
         except BaseException:  # an asynchronous exception: the requests stay queued, and are done
-            self._give_up_wait(last)
-            if last.promoted:
-                last.promoted = 0
-                self._lead()
+            self._abandon_wait(last)
             raise
-        if last.promoted:
-            last.promoted = 0
-            self._lead()
+        self._lead_if_handed(last)
 
     def _wait_main(self, last: Request, waiter: Any) -> None:
         """``_wait`` for the main thread (woken directly, no chain to pass
@@ -234,10 +229,7 @@ class Committer:
                 break
             except SigintInWait as interrupt:
                 deferral.waiting = False
-                self._give_up_wait(last)
-                if last.promoted:
-                    last.promoted = 0
-                    self._lead()
+                self._abandon_wait(last)
                 deferral.call_handler(interrupt.frame)  # raises, usually
                 with self._lock:
                     if last.done:
@@ -246,14 +238,21 @@ class Committer:
                     waiter.acquire()
             except BaseException:  # another signal's handler raised
                 deferral.waiting = False
-                self._give_up_wait(last)
-                if last.promoted:
-                    last.promoted = 0
-                    self._lead()
+                self._abandon_wait(last)
                 raise
+        self._lead_if_handed(last)
+
+    def _lead_if_handed(self, last: Request) -> None:
+        """(Woken.) Lead if this thread was handed the log."""
         if last.promoted:
             last.promoted = 0
             self._lead()
+
+    def _abandon_wait(self, last: Request) -> None:
+        """(A wait interrupted.) Give it up; the requests stay queued, and
+        are done by this thread if it was handed the log meanwhile."""
+        self._give_up_wait(last)
+        self._lead_if_handed(last)
 
     def _give_up_wait(self, last: Request) -> None:
         """(A wait interrupted.) Never hand this thread the log from now on,
