@@ -295,6 +295,10 @@ class Store:
         it (``pykv.mvcc.deferred``). None: one commit per batch.
         """
         durability = _durability(durability, sync)
+        if commit_interval_s is not None and commit_interval_s <= 0:
+            # (Here, before the store's threads start: refused later, the
+            # checkpoint thread was left running over a store never opened.)
+            raise ValueError("commit_interval_s must be positive")
         directory = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(directory, exist_ok=True)

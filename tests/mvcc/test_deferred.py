@@ -337,3 +337,10 @@ def test_a_range_never_lays_recent_writes_over_a_newer_commit(deferred_store):
     assert all(kv.mod_revision <= answer.revision for kv in answer.kvs), \
         [(kv.key, kv.mod_revision, answer.revision) for kv in answer.kvs]
     assert answer.count == len(answer.kvs)
+
+
+def test_a_refused_commit_interval_leaves_no_thread_running(store_path):
+    before = set(threading.enumerate())
+    with pytest.raises(ValueError, match="positive"):
+        Store.open(store_path, commit_interval_s=-1)
+    assert set(threading.enumerate()) - before == set()
