@@ -57,7 +57,8 @@ class DB:
     write's result carries the store ``revision`` it produced, as etcd's
     responses do. Errors are ``pykv.errors`` classes with etcd's messages.
     A Ctrl-C (SIGINT) while the main thread writes is handled once that
-    write is done: the write is applied, then KeyboardInterrupt is raised.
+    write is applied (KeyboardInterrupt is raised then), or at once while
+    the write waits behind other threads' (it is applied all the same).
 
     The caller must ``close()`` it (or use ``with``): close finishes the
     writes in flight, makes the store durable and releases the directory,
