@@ -56,6 +56,7 @@ class SigintDeferral:
         self.handler: Any = None
         self.frames: list[Any] = []   # where the recorded SIGINTs arrived
         self.waiting = False
+        self.deferring = False        # inside deferring_sigint (nested calls just call)
 
     def __call__(self, signum: int, frame: Any) -> None:
         if self.waiting:
@@ -81,8 +82,14 @@ def deferring_sigint(call: Callable[..., T], *args: Any) -> T:
     """``call(*args)`` with SIGINT deferred until it returns (or raises).
     Main thread only (``signal.signal``'s rule); nested calls just call."""
     deferral = SIGINT_DEFERRAL
+    if deferral.deferring:
+        return call(*args)
     handler = getsignal(SIGINT)
-    if not callable(handler) or handler is deferral:
+    if handler is deferral:
+        # Left installed by a call cut short before it could restore the
+        # real handler (another signal's handler raised right there).
+        handler = deferral.handler
+    if not callable(handler):
         return call(*args)
     deferral.handler = handler
     deferral.waiting = False
@@ -90,9 +97,11 @@ def deferring_sigint(call: Callable[..., T], *args: Any) -> T:
     # From here until it is restored, a SIGINT (even one that arrived
     # before) runs the deferral: nothing raises before the try.
     set_signal(SIGINT, deferral)
+    deferral.deferring = True
     try:
         return call(*args)
     finally:
+        deferral.deferring = False
         handler = deferral.handler  # (the real one may have been replaced meanwhile)
         if getsignal(SIGINT) is deferral:
             set_signal(SIGINT, handler)

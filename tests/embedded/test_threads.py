@@ -433,3 +433,18 @@ def test_a_ctrl_c_in_close_waits_for_the_close(db_path, monkeypatch, sigint_rais
     assert signal.getsignal(signal.SIGINT) is sigint_raises
     with pykv.open(db_path) as again:  # not LockedError
         assert again.get_value("k") == b"v"
+
+
+def test_a_deferral_left_installed_is_undone_by_the_next_write(db, sigint_raises):
+    """If a write is cut short just before it restores SIGINT's handler
+    (another signal's handler raising there), the deferral stays
+    installed: the next main-thread write must restore the real handler,
+    not take the deferral for its own and leave Ctrl-C recorded for good."""
+    from pykv.embedded.interrupts import SIGINT_DEFERRAL
+
+    SIGINT_DEFERRAL.handler = sigint_raises
+    signal.signal(signal.SIGINT, SIGINT_DEFERRAL)  # as a write cut short leaves it
+    db.put("k", "v")
+    assert signal.getsignal(signal.SIGINT) is sigint_raises
+    with pytest.raises(_Interrupted):  # handled, not recorded
+        signal.raise_signal(signal.SIGINT)
