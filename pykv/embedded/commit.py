@@ -10,7 +10,9 @@ fsynced: the store's checkpoints make it durable, and the WAL covers it
 until then; with ``commit_interval_s``, the default, a transaction nested
 in one that the store commits every few milliseconds, see
 ``pykv.mvcc.deferred``). It then wakes the writers whose requests it carried and hands
-the log to the oldest queued writer, which leads the next batch.
+the log to the oldest queued writer, which leads the next batch (never to
+the main thread, whose signal handlers may wait for the others: see
+``_hand_log``; then it leads the next batch itself).
 
 **The apply runs during the fdatasync** (*pipelined*, whenever the store
 is in checkpoint mode, i.e. ``sync=True``). The leader appends its batch
@@ -363,7 +365,8 @@ class Committer:
     def _hand_off(self) -> bool:
         """Hand the log to the oldest queued writer, or lay it down. True:
         lead again, the queue holds only requests whose writers gave up
-        their wait (interrupted); they are done now, not at the next write."""
+        their wait (interrupted; they are done now, not at the next write)
+        or the main thread's (see ``_hand_log``)."""
         with self._lock:
             handed = self._hand_log()
             if handed is None:
@@ -393,10 +396,14 @@ class Committer:
             self._idle.notify_all()
 
     def _hand_log(self) -> Any:
-        """(Lock held) The oldest queued writer still waiting leads next;
-        returns its waiter to release (outside the lock), or None."""
+        """(Lock held) The oldest queued writer still waiting leads next,
+        but never the main thread: Python runs signal handlers there as its
+        wait returns, and one that waits for the other writers (a stop flag,
+        then join) would wait on a log only it could move on (its requests
+        are led by the writer that would have handed it the log). Returns
+        the waiter to release (outside the lock), or None."""
         for request in self._queue:
-            if request.waiter is not None:
+            if request.waiter is not None and not request.main_thread:
                 request.promoted = 1
                 waiter, request.waiter = request.waiter, None
                 return waiter
