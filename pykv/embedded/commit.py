@@ -67,8 +67,8 @@ produced it.
 (``pykv.embedded.interrupts``): a leader cut short between two steps
 leaves a batch half done. Except while the main thread sleeps waiting for
 another writer's batch: an interrupt is safe there (the request stays
-queued and is done; see ``_wait``), and a write that hangs must not make
-the program deaf to Ctrl-C.
+queued and is done; see ``_wait_main``), and a write that hangs must not
+make the program deaf to Ctrl-C.
 
 A failure of the WAL or of the store is fatal (as an fsync failure must be,
 RELIABILITY.md 4.6): every request not yet applied fails with it and so
@@ -210,17 +210,18 @@ class Committer:
                 last.then = None
                 then.release()
         except BaseException:  # an asynchronous exception: the requests stay queued, and are done
-            self._abandon_wait(last)
+            self._give_up_wait(last)
+            self._lead_if_handed(last)
             raise
         self._lead_if_handed(last)
 
     def _wait_main(self, last: Request, waiter: Any) -> None:
-        """``_wait`` for the main thread (woken directly, no chain to pass
-        on), whose sleep a Ctrl-C interrupts even with SIGINT deferred: a
-        program must get out of a write that hangs. The deferral raises
-        ``SigintInWait`` out of the sleep; the wait is given up first (the
-        requests stay queued and are done, by this thread if it was just
-        handed the log), so that the real handler runs owing the log
+        """``_wait`` for the main thread: never handed the log
+        (``_hand_log``) nor a chain to pass on (woken directly), and its
+        sleep a Ctrl-C interrupts even with SIGINT deferred: a program must
+        get out of a write that hangs. The deferral raises ``SigintInWait``
+        out of the sleep; the wait is given up first (the requests stay
+        queued, and are done), so that the real handler runs owing the log
         nothing: it may write itself. If it returns, the wait resumes."""
         deferral = SIGINT_DEFERRAL
         while True:
@@ -228,10 +229,10 @@ class Committer:
                 deferral.waiting = True
                 waiter.acquire()
                 deferral.waiting = False
-                break
+                return
             except SigintInWait as interrupt:
                 deferral.waiting = False
-                self._abandon_wait(last)
+                self._give_up_wait(last)
                 deferral.call_handler(interrupt.frame)  # raises, usually
                 with self._lock:
                     if last.done:
@@ -240,21 +241,14 @@ class Committer:
                     waiter.acquire()
             except BaseException:  # another signal's handler raised
                 deferral.waiting = False
-                self._abandon_wait(last)
+                self._give_up_wait(last)
                 raise
-        self._lead_if_handed(last)
 
     def _lead_if_handed(self, last: Request) -> None:
         """(Woken.) Lead if this thread was handed the log."""
         if last.promoted:
             last.promoted = 0
             self._lead()
-
-    def _abandon_wait(self, last: Request) -> None:
-        """(A wait interrupted.) Give it up; the requests stay queued, and
-        are done by this thread if it was handed the log meanwhile."""
-        self._give_up_wait(last)
-        self._lead_if_handed(last)
 
     def _give_up_wait(self, last: Request) -> None:
         """(A wait interrupted.) Never hand this thread the log from now on,
@@ -330,7 +324,7 @@ class Committer:
             return False
         if failure is not None:
             self._fail(failure, batch)
-            return
+            return False
         try:
             held.publish()
         except BaseException as exc:

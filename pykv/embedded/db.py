@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from _thread import get_ident
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ from pykv import errors
 from pykv.api.etcdserverpb import rpc_pb2
 from pykv.embedded import txn as txn_module
 from pykv.embedded.engine import Engine
-from pykv.embedded.interrupts import MAIN_THREAD, deferring_sigint
+from pykv.embedded.interrupts import deferring_sigint
 from pykv.embedded.keys import Bytes, as_bytes, key_range
 from pykv.embedded.lease import Lease
 from pykv.embedded.requests import delete_request, lease_id_of, put_request, range_request
@@ -345,10 +344,7 @@ class DB:
         durable and release the directory. Idempotent; later calls raise
         ``ClosedError``. A Ctrl-C meanwhile (main thread) raises
         KeyboardInterrupt once it is closed."""
-        if get_ident() == MAIN_THREAD:
-            deferring_sigint(self._close)
-        else:
-            self._close()
+        deferring_sigint(self._close)
 
     def _close(self) -> None:
         with self._close_lock:

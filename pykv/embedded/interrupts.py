@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import threading
 from _signal import SIGINT, getsignal, signal as set_signal
+from _thread import get_ident
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
@@ -79,10 +80,12 @@ SIGINT_DEFERRAL = SigintDeferral()
 
 
 def deferring_sigint(call: Callable[..., T], *args: Any) -> T:
-    """``call(*args)`` with SIGINT deferred until it returns (or raises).
-    Main thread only (``signal.signal``'s rule); nested calls just call."""
+    """``call(*args)`` with SIGINT deferred until it returns (or raises),
+    when called from the main thread (the only one Python runs signal
+    handlers in, and may swap them from); elsewhere, and nested, it just
+    calls."""
     deferral = SIGINT_DEFERRAL
-    if deferral.deferring:
+    if deferral.deferring or get_ident() != MAIN_THREAD:
         return call(*args)
     handler = getsignal(SIGINT)
     if handler is deferral:
